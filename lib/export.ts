@@ -43,7 +43,7 @@ export interface ExportOptions {
   /** Weights under the readable names of lib/types.ts. */
   params: ParamMap;
   /** Tokenizer files' contents: `tokenizer.json` and `tokenizer_config.json`. */
-  tokenizer: { json: unknown; config: Record<string, unknown> };
+  tokenizer: { json: unknown; config: object };
   /** Token ids for `bos_token_id`, `eos_token_id` (default: the tokenizer config's `eos_token` id or `vocab - 1`). */
   bosTokenId?: number;
   /** End-of-sequence id. */
@@ -485,7 +485,7 @@ function rmsNormGraph(g: GraphBuilder, x: string, gain: string, eps: number, sco
 
 function buildLlamaGraph(config: LlamaConfig, params: ParamMap, anonymize: boolean): Built {
   const g = new GraphBuilder(anonymize);
-  const { dModel: d, dHead, nHead, nKvHead } = config;
+  const { dHead, nHead, nKvHead } = config;
   if (nHead % nKvHead !== 0) {
     throw new TypeError(`nHead ${nHead} is not a multiple of nKvHead ${nKvHead}; grouped-query attention needs it.`);
   }

@@ -295,7 +295,6 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   const t = await transformers();
   configureEnv(t, source, options);
   const files: string[] = [];
-  const progress = (p: LoadProgress) => options.onProgress?.(p);
 
   if (source === "hub") {
     await fetchHubFiles(t, id, dir, onnxFile, options);
@@ -331,7 +330,7 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   const loadId = dir;
   let tokenizer: Model["tokenizer"];
   try {
-    tokenizer = await t.AutoTokenizer.from_pretrained(loadId, { local_files_only: true, progress_callback: progress });
+    tokenizer = await t.AutoTokenizer.from_pretrained(loadId, { local_files_only: true });
   } catch (e) {
     throw new ModelLoadError(`Model ${id}: the tokenizer in ${dir} could not be loaded: ${(e as Error).message}`);
   }
@@ -342,7 +341,6 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
       model = await Auto.from_pretrained(loadId, {
         dtype,
         local_files_only: true,
-        progress_callback: progress,
       });
     } catch (e) {
       throw new ModelLoadError(
@@ -494,7 +492,9 @@ async function download(
  * await m.dispose();
  * ```
  */
-export function progressBar(write: (s: string) => void = (s) => Deno.stderr.writeSync(new TextEncoder().encode(s))) {
+export function progressBar(
+  write: (s: string) => void = (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+): (p: LoadProgress) => void {
   return (p: LoadProgress): void => {
     if (p.status === "progress" && p.file) {
       const pct = Math.max(0, Math.min(100, p.progress ?? 0));

@@ -1,0 +1,24 @@
+/**
+ * paramscope: see what a large language model's parameters are.
+ *
+ * Load a model (the bundled one, a local folder, or a hub id), read its
+ * weights straight from the ONNX file transformers.js runs, count them, step
+ * through the forward pass, sample the next token, and plot what you find.
+ *
+ * @example
+ * ```ts
+ * import { loadModel } from "@paramscope/kit";
+ * const model = await loadModel(); // bundled GPT-2, offline
+ * console.log(model.config.n_layer, model.tokenizer.encode("Hello"));
+ * await model.dispose();
+ * ```
+ *
+ * @module
+ */
+export * from "./lib/types.ts";
+export * from "./lib/load.ts";
+export * from "./lib/onnx.ts";
+export * from "./lib/export.ts";
+export * from "./lib/presets.ts";
+export * from "./lib/count.ts";
+export * from "./lib/catalog.ts";

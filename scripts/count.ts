@@ -1,0 +1,165 @@
+/**
+ * Count a model's parameters analytically, without loading weights.
+ *
+ * ```sh
+ * deno run -A scripts/count.ts --arch llama2-7b           # a catalog entry, as a table
+ * deno run -A scripts/count.ts --arch mixtral-8x7b --json # the same as JSON
+ * deno run -A scripts/count.ts --config path/to/config.json
+ * deno run -A scripts/count.ts --list                     # known --arch names
+ * ```
+ *
+ * `--json` prints `{ name, total, active?, byComponent, byKind, tied, excluded, analytic, coarse, cost, published? }`.
+ * Exit codes: 0 ok, 2 bad usage (unknown `--arch`, missing or unreadable `--config`, bad config).
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { CATALOG, type CatalogEntry, catalogIds, comparePublished } from "../lib/catalog.ts";
+import {
+  coarseEstimate,
+  costFigures,
+  countAnalytic,
+  formatCount,
+  type HfConfig,
+  humanCount,
+  type KvCacheShape,
+  kvCacheShape,
+} from "../lib/count.ts";
+
+const USAGE = `usage: count.ts (--arch NAME | --config PATH | --list) [--json]
+  --arch NAME    count a catalog entry (see --list)
+  --config PATH  count a Hugging Face config.json
+  --list         list catalog entries
+  --json         print JSON instead of a table`;
+
+function fail(message: string): never {
+  console.error(message);
+  Deno.exit(2);
+}
+
+function readConfig(path: string): HfConfig {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (e) {
+    fail(`cannot read --config ${path}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    fail(`--config ${path} is not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    fail(
+      `--config ${path} must hold a JSON object (a config.json), not ${
+        Array.isArray(parsed) ? "an array" : typeof parsed
+      }`,
+    );
+  }
+  return parsed as HfConfig;
+}
+
+function main(args: string[]): void {
+  let flags;
+  try {
+    flags = parseArgs({
+      args,
+      options: {
+        arch: { type: "string" },
+        config: { type: "string" },
+        list: { type: "boolean", default: false },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
+  }
+  if (flags.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (flags.list) {
+    if (flags.json) {
+      console.log(JSON.stringify(CATALOG.map((e) => ({ id: e.id, name: e.name, year: e.year })), null, 2));
+    } else for (const e of CATALOG) console.log(`${e.id.padEnd(18)} ${e.name} (${e.year})`);
+    return;
+  }
+  if ((flags.arch === undefined) === (flags.config === undefined)) {
+    fail(`give exactly one of --arch or --config\n${USAGE}`);
+  }
+
+  let entry: CatalogEntry | undefined;
+  let config: HfConfig;
+  let name: string;
+  if (flags.arch !== undefined) {
+    entry = CATALOG.find((e) => e.id === flags.arch!.toLowerCase());
+    if (entry === undefined) fail(`unknown --arch "${flags.arch}"; known: ${catalogIds().join(", ")}`);
+    config = entry.config;
+    name = entry.name;
+  } else {
+    config = readConfig(flags.config!);
+    name = flags.config!;
+  }
+
+  let count, coarse;
+  try {
+    count = countAnalytic(config);
+    coarse = coarseEstimate(config);
+  } catch (e) {
+    fail(`cannot count ${name}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let kv: KvCacheShape | undefined;
+  if (count.family !== "bert") kv = kvCacheShape(config);
+  const cost = costFigures(count, { kvCache: kv });
+  const published = entry === undefined ? undefined : comparePublished(entry);
+
+  if (flags.json) {
+    const out = {
+      name,
+      ...count,
+      coarse,
+      cost,
+      published: entry === undefined || published === undefined ? undefined : {
+        total: entry.published,
+        active: entry.publishedActive,
+        relativeDifference: published.relativeDifference,
+        note: entry.note,
+        source: entry.source,
+      },
+    };
+    console.log(JSON.stringify(out, null, 2));
+    return;
+  }
+
+  console.log(`${name}${entry ? ` (${entry.year})` : ""}`);
+  console.log(formatCount(count));
+  console.log(
+    `coarse V·d + N·(4d² + 8d² + 4d): ${coarse.value.toLocaleString("en-US")} ` +
+      `(${(100 * coarse.relativeError).toFixed(2)}% vs analytic)`,
+  );
+  if (entry !== undefined && published !== undefined) {
+    console.log(
+      `published: ${humanCount(entry.published)} (${(100 * published.relativeDifference).toFixed(2)}% difference)` +
+        (entry.note ? ` — ${entry.note}` : ""),
+    );
+    if (entry.publishedActive !== undefined) console.log(`published active: ${humanCount(entry.publishedActive)}`);
+  }
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  const w = cost.weightBytes;
+  console.log(`weights: fp32 ${gib(w.fp32)}, fp16/bf16 ${gib(w.fp16)}, int8 ${gib(w.int8)}, int4 ${gib(w.int4)}`);
+  if (cost.kvCacheBytesPerToken !== undefined) {
+    console.log(`KV cache (fp16): ${(cost.kvCacheBytesPerToken / 1024).toFixed(1)} KiB per token`);
+  }
+  console.log(
+    `FLOPs: forward ${cost.forwardFlopsPerToken.toExponential(2)} per token; ` +
+      `compute-optimal ${humanCount(cost.computeOptimalTokens)} tokens → training ${
+        cost.trainingFlops.toExponential(2)
+      }`,
+  );
+}
+
+if (import.meta.main) main(Deno.args);

@@ -1,0 +1,141 @@
+/**
+ * Test fixtures made by the project's own code: seeded random weights for
+ * either family, a byte-level tokenizer with no merges, and tiny exported
+ * model folders in a temporary directory.
+ */
+import { expectedParams, exportModel } from "../lib/export.ts";
+import type { ArchConfig, Gpt2Config, LlamaConfig, ParamMap } from "../lib/types.ts";
+
+/** GPT-2 `bytes_to_unicode`: every byte as a printable character. */
+export function byteChars(): string[] {
+  const bs: number[] = [];
+  for (let i = 33; i <= 126; i++) bs.push(i);
+  for (let i = 161; i <= 172; i++) bs.push(i);
+  for (let i = 174; i <= 255; i++) bs.push(i);
+  const cs = [...bs];
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (!bs.includes(b)) {
+      bs.push(b);
+      cs.push(256 + n++);
+    }
+  }
+  const m: string[] = [];
+  bs.forEach((b, i) => m[b] = String.fromCodePoint(cs[i]));
+  return m;
+}
+
+/** A byte-level BPE tokenizer with the 256 byte tokens and `<|endoftext|>` (id 256), no merges. */
+export function byteTokenizer(maxLength = 64): { json: unknown; config: Record<string, unknown> } {
+  const vocab: Record<string, number> = {};
+  byteChars().forEach((c, i) => vocab[c] = i);
+  vocab["<|endoftext|>"] = 256;
+  const byteLevel = { add_prefix_space: false, trim_offsets: true, use_regex: true };
+  return {
+    json: {
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: [{
+        id: 256,
+        content: "<|endoftext|>",
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: true,
+      }],
+      normalizer: null,
+      pre_tokenizer: { type: "ByteLevel", ...byteLevel },
+      post_processor: { type: "ByteLevel", ...byteLevel },
+      decoder: { type: "ByteLevel", ...byteLevel },
+      model: {
+        type: "BPE",
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: "",
+        end_of_word_suffix: "",
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: [],
+      },
+    },
+    config: {
+      tokenizer_class: "GPT2Tokenizer",
+      bos_token: "<|endoftext|>",
+      eos_token: "<|endoftext|>",
+      unk_token: "<|endoftext|>",
+      model_max_length: maxLength,
+      add_prefix_space: false,
+    },
+  };
+}
+
+/** A seeded LCG in [-0.5, 0.5). */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  };
+}
+
+/** Random parameters for a config: gains near 1, everything else uniform in ±scale/2. */
+export function randomParams(config: ArchConfig, seed = 1, scale = 0.2): ParamMap {
+  const rnd = lcg(seed);
+  const m: ParamMap = new Map();
+  for (const [name, shape] of expectedParams(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const d = new Float32Array(n);
+    for (let i = 0; i < n; i++) d[i] = name.endsWith("gain") ? 1 + 0.2 * rnd() : scale * rnd();
+    m.set(name, { data: d, dims: shape });
+  }
+  return m;
+}
+
+/** A tiny GPT-2 config over the byte tokenizer. */
+export const TINY_GPT2: Gpt2Config = {
+  family: "gpt2",
+  vocabSize: 257,
+  maxPositions: 32,
+  dModel: 32,
+  nLayer: 2,
+  nHead: 4,
+  dMlp: 128,
+  normEps: 1e-5,
+};
+
+/** A tiny LLaMA config with grouped-query attention and an untied head. */
+export const TINY_LLAMA: LlamaConfig = {
+  family: "llama",
+  vocabSize: 257,
+  maxPositions: 32,
+  dModel: 32,
+  nLayer: 2,
+  nHead: 4,
+  nKvHead: 2,
+  dHead: 8,
+  dMlp: 64,
+  normEps: 1e-5,
+  ropeTheta: 10000,
+  tieWordEmbeddings: false,
+};
+
+/** Exports a tiny model into a fresh temporary folder; returns the folder and its params. */
+export async function tinyModelDir(
+  config: ArchConfig = TINY_GPT2,
+  options: { anonymize?: boolean; externalDataThreshold?: number; seed?: number } = {},
+): Promise<{ dir: string; params: ParamMap; names: Record<string, string> }> {
+  const dir = await Deno.makeTempDir({ prefix: `paramscope-${config.family}-` });
+  const params = randomParams(config, options.seed ?? 1);
+  const r = await exportModel(dir, {
+    config,
+    params,
+    tokenizer: byteTokenizer(config.maxPositions),
+    eosTokenId: 256,
+    anonymize: options.anonymize,
+    externalDataThreshold: options.externalDataThreshold,
+  });
+  return { dir, params, names: r.initializerNames };
+}
