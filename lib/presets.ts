@@ -6,9 +6,11 @@
 import type { Gpt2Config } from "./types.ts";
 
 /**
- * Shape of the bundled model `paramscope-gpt2-tiny`: a GPT-2 with a 4,096-token
+ * Shape of the bundled model `paramscope-gpt2-tiny`: a GPT-2 with a 12,288-token
  * byte-level BPE vocabulary, 128-wide residual stream, 4 blocks of 4 heads and
- * a 128-token context (about 1.3 M parameters, ~5 MB in fp32).
+ * a 128-token context (about 2.4 M parameters, ~9.5 MB in fp32). The vocabulary is large
+ * for the model because it is the smallest at which a BPE trained on the Brown Corpus
+ * keeps common words ("king", "queen", "moon", "Monday") whole, so their embeddings can be compared.
  *
  * @example
  * ```ts
@@ -18,7 +20,7 @@ import type { Gpt2Config } from "./types.ts";
  */
 export const BUNDLED_ARCH: Readonly<Gpt2Config> = Object.freeze({
   family: "gpt2",
-  vocabSize: 4096,
+  vocabSize: 12288,
   maxPositions: 128,
   dModel: 128,
   nLayer: 4,
