@@ -29,3 +29,4 @@ export * from "./lib/bpe.ts";
 export * from "./lib/corpus.ts";
 export * from "./lib/train.ts";
 export * from "./lib/ngram.ts";
+export * from "./lib/forward.ts";

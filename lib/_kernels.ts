@@ -14,6 +14,9 @@
  * @module
  */
 
+/** Output columns per tile of the matrix products (128 columns × d_model 768 × 4 bytes ≈ 384 KiB at most). */
+const COLUMN_TILE = 128;
+
 /**
  * Linear layer: `out[rows, outDim] = inp[rows, inDim] · weight[inDim, outDim] + bias[outDim]`.
  * `out` must not overlap `inp` or `weight`.
@@ -45,12 +48,31 @@ export function matmul(
   outDim: number,
 ): void {
   const N = outDim, K = inDim;
-  const jEnd4 = N - (N % 4);
+  // Column tiles keep one slab of the weight in cache while every row block passes over it.
+  for (let jt = 0; jt < N; jt += COLUMN_TILE) {
+    const jStop = Math.min(N, jt + COLUMN_TILE);
+    matmulTile(out, inp, weight, bias, rows, K, N, jt, jStop);
+  }
+}
+
+/** Columns `jStart .. jStop` of {@linkcode matmul}. */
+function matmulTile(
+  out: Float32Array,
+  inp: Float32Array,
+  weight: Float32Array,
+  bias: Float32Array | null,
+  rows: number,
+  K: number,
+  N: number,
+  jStart: number,
+  jStop: number,
+): void {
+  const jEnd4 = jStop - ((jStop - jStart) % 4);
   let r = 0;
   // 4 rows × 4 columns at a time: the weight is read down 4 adjacent columns.
   for (; r + 4 <= rows; r += 4) {
     const i0 = r * K, i1 = i0 + K, i2 = i1 + K, i3 = i2 + K;
-    for (let j = 0; j < jEnd4; j += 4) {
+    for (let j = jStart; j < jEnd4; j += 4) {
       let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
       let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
       for (let k = 0, wb = j; k < K; k++, wb += N) {
@@ -75,7 +97,7 @@ export function matmul(
       o += N;
       out[o] = s30 + b0, out[o + 1] = s31 + b1, out[o + 2] = s32 + b2, out[o + 3] = s33 + b3;
     }
-    for (let j = jEnd4; j < N; j++) {
+    for (let j = jEnd4; j < jStop; j++) {
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let k = 0, wb = j; k < K; k++, wb += N) {
         const w = weight[wb];
@@ -88,7 +110,7 @@ export function matmul(
   // Leftover rows (and single-row decoding steps): 1 row × 4 columns.
   for (; r < rows; r++) {
     const i0 = r * K;
-    for (let j = 0; j < jEnd4; j += 4) {
+    for (let j = jStart; j < jEnd4; j += 4) {
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let k = 0, wb = j; k < K; k++, wb += N) {
         const a = inp[i0 + k];
@@ -100,7 +122,7 @@ export function matmul(
       out[o + 2] = s2 + (bias ? bias[j + 2] : 0);
       out[o + 3] = s3 + (bias ? bias[j + 3] : 0);
     }
-    for (let j = jEnd4; j < N; j++) {
+    for (let j = jEnd4; j < jStop; j++) {
       let s = 0;
       for (let k = 0, wb = j; k < K; k++, wb += N) s += inp[i0 + k] * weight[wb];
       out[r * N + j] = s + (bias ? bias[j] : 0);
@@ -140,12 +162,31 @@ export function matmulTransposed(
   outDim: number,
 ): void {
   const N = outDim, K = inDim;
-  const jEnd4 = N - (N % 4);
+  // Column tiles keep a slab of weightT rows in cache while every row block passes over it.
+  for (let jt = 0; jt < N; jt += COLUMN_TILE) {
+    const jStop = Math.min(N, jt + COLUMN_TILE);
+    matmulTransposedTile(out, inp, weightT, bias, rows, K, N, jt, jStop);
+  }
+}
+
+/** Columns `jStart .. jStop` of {@linkcode matmulTransposed}. */
+function matmulTransposedTile(
+  out: Float32Array,
+  inp: Float32Array,
+  weightT: Float32Array,
+  bias: Float32Array | null,
+  rows: number,
+  K: number,
+  N: number,
+  jStart: number,
+  jStop: number,
+): void {
+  const jEnd4 = jStop - ((jStop - jStart) % 4);
   let r = 0;
   // 4 rows × 4 columns: four rows of inp against four contiguous rows of weightT.
   for (; r + 4 <= rows; r += 4) {
     const i0 = r * K, i1 = i0 + K, i2 = i1 + K, i3 = i2 + K;
-    for (let j = 0; j < jEnd4; j += 4) {
+    for (let j = jStart; j < jEnd4; j += 4) {
       const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
       let s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
       let s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
@@ -171,7 +212,7 @@ export function matmulTransposed(
       o += N;
       out[o] = s30 + b0, out[o + 1] = s31 + b1, out[o + 2] = s32 + b2, out[o + 3] = s33 + b3;
     }
-    for (let j = jEnd4; j < N; j++) {
+    for (let j = jEnd4; j < jStop; j++) {
       const wb = j * K;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let k = 0; k < K; k++) {
@@ -185,7 +226,7 @@ export function matmulTransposed(
   // Leftover rows (and single-row decoding steps): 1 row × 4 columns.
   for (; r < rows; r++) {
     const ib = r * K;
-    for (let j = 0; j < jEnd4; j += 4) {
+    for (let j = jStart; j < jEnd4; j += 4) {
       const w0 = j * K, w1 = w0 + K, w2 = w1 + K, w3 = w2 + K;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let k = 0; k < K; k++) {
@@ -198,7 +239,7 @@ export function matmulTransposed(
       out[o + 2] = s2 + (bias ? bias[j + 2] : 0);
       out[o + 3] = s3 + (bias ? bias[j + 3] : 0);
     }
-    for (let j = jEnd4; j < N; j++) {
+    for (let j = jEnd4; j < jStop; j++) {
       const wb = j * K;
       let s = 0;
       for (let k = 0; k < K; k++) s += inp[ib + k] * weightT[wb + k];
