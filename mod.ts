@@ -30,3 +30,4 @@ export * from "./lib/corpus.ts";
 export * from "./lib/train.ts";
 export * from "./lib/ngram.ts";
 export * from "./lib/forward.ts";
+export * from "./lib/quantize.ts";
