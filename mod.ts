@@ -33,3 +33,4 @@ export * from "./lib/forward.ts";
 export * from "./lib/quantize.ts";
 export * as plot from "./lib/plot.ts";
 export * from "./lib/embed.ts";
+export * from "./lib/weights.ts";

@@ -5,9 +5,11 @@
  * {@linkcode ArchConfig}) and builds one term per learned tensor, e.g.
  * `blocks.{i}.attn.k.weight = d_model * kv_head * d_head`. The terms are
  * joined into one formula string, evaluated with mathjs against the config's
- * values, and summed by component and kind. The result has the same
- * {@linkcode CountResult} shape an exact count from a model file returns, so
- * the two can be compared side by side.
+ * values, and summed by component and kind. {@linkcode countModel} counts a
+ * model file exactly (every learned ONNX initializer, scales and shape
+ * constants left out with the reason) and returns the same
+ * {@linkcode CountResult} shape, with the analytic formula beside it when the
+ * config is known, so the two can be compared side by side.
  *
  * Counts are plain `number`s: every count here is an integer below 2^53
  * (9.007e15), where float64 arithmetic is exact; a config whose count would
@@ -35,7 +37,9 @@
  * @module
  */
 import { evaluate, parse } from "mathjs";
+import type { Dtype } from "./load.ts";
 import type { ArchConfig } from "./types.ts";
+import type { WeightSource } from "./weights.ts";
 
 /** Where a parameter sits in the model. `other` holds BERT's pooler. */
 export type Component = "embedding" | "attention" | "mlp" | "norm" | "head" | "other";
@@ -43,8 +47,11 @@ export type Component = "embedding" | "attention" | "mlp" | "norm" | "head" | "o
 /** What a parameter is: a matrix or embedding table, an additive bias, or a norm's multiplicative gain. */
 export type ParamKind = "weight" | "bias" | "gain";
 
-/** Counting family; see the module doc for what each one contains. */
-export type Family = "gpt" | "bert" | "llama" | "moe";
+/**
+ * Counting family; see the module doc for what each one contains. `unknown` only
+ * comes from {@linkcode countModel} on a file whose layout matches no family.
+ */
+export type Family = "gpt" | "bert" | "llama" | "moe" | "unknown";
 
 /** The components, in display order. */
 export const COMPONENTS: readonly Component[] = ["embedding", "attention", "mlp", "norm", "head", "other"];
@@ -230,8 +237,34 @@ export interface CountResult {
   tied: string[];
   /** Tensors found but not counted, with the reason; always empty for analytic counts. */
   excluded: ExcludedTensor[];
-  /** The formula and its terms, for analytic counts. */
+  /** The formula and its terms: for analytic counts, and for exact counts whose config.json is known. */
   analytic?: AnalyticCount;
+  /** Exact counts: every counted tensor, in file order. */
+  tensors?: CountedTensor[];
+}
+
+/**
+ * One tensor of an exact count ({@linkcode countModel}).
+ *
+ * @example
+ * ```ts
+ * import type { CountedTensor } from "@paramscope/kit/count";
+ * const t: CountedTensor = { name: "norm_f.gain", storedName: "model.norm.weight", component: "norm", kind: "gain",
+ *   elements: 4096 };
+ * console.log(t.elements);
+ * ```
+ */
+export interface CountedTensor {
+  /** Readable name (or the stored name when the layout was not recognised). */
+  name: string;
+  /** Initializer name in the file. */
+  storedName: string;
+  /** Component. */
+  component: Component;
+  /** Kind. */
+  kind: ParamKind;
+  /** Logical elements (a 4-bit matrix counts all K·N weights). */
+  elements: number;
 }
 
 /**
@@ -808,6 +841,106 @@ export function nonEmbeddingCount(result: CountResult): number {
 }
 
 // ---------------------------------------------------------------------------
+// Exact count from a model file
+
+/**
+ * Options for {@linkcode countModel}.
+ *
+ * @example
+ * ```ts
+ * import type { CountModelOptions } from "@paramscope/kit/count";
+ * const o: CountModelOptions = { dtype: "q4" };
+ * console.log(o.dtype);
+ * ```
+ */
+export interface CountModelOptions {
+  /** Which file of a model folder to count (`q8` → `onnx/model_quantized.onnx`). Default `"fp32"`. */
+  dtype?: Dtype;
+  /** The model's `config.json` object. Default: the Model's, or `config.json` beside the folder/file. */
+  config?: Record<string, unknown>;
+}
+
+/** The family a set of readable names belongs to, for files without a known config. */
+function familyFromNames(names: ReadonlySet<string>): Family {
+  const has = (re: RegExp) => [...names].some((n) => re.test(n));
+  if (names.has("embed.token_types") || names.has("pooler.weight")) return "bert";
+  if (has(/\.attn\.qkv\.weight$/) && names.has("embed.positions")) return "gpt";
+  if (has(/\.mlp\.experts\./)) return "moe";
+  if (has(/\.attn\.q\.weight$/) && has(/\.mlp\.gate\.weight$/)) return "llama";
+  return "unknown";
+}
+
+/**
+ * The exact parameter count of a model file: every learned initializer of the
+ * ONNX graph, by component and kind, each storage counted once (a tied head is
+ * listed in `tied`, not counted again), with shape constants, masks, rotary
+ * tables, quantization scales and zero points listed in `excluded` with the
+ * reason. Quantized files count the same logical parameters as their float
+ * original (a MatMulNBits weight `[N, k_blocks, blob]` counts N·K).
+ *
+ * When the model's config.json is known and its `model_type` is supported, the
+ * result also carries `analytic` (the formula of {@linkcode countAnalytic}), so
+ * the exact total can be checked against it; a config the analytic count
+ * cannot read leaves `analytic` absent rather than failing the exact count.
+ *
+ * @param source a Model (lib/load.ts), a decoded OnnxModel, a model folder or a `.onnx` path
+ * @param options which dtype file of a folder to count; the config
+ * @returns total, breakdowns, tied and excluded tensors, every counted tensor, and `analytic` when known
+ * @throws {OnnxFormatError} for a missing, truncated or malformed file (naming the file and tensor)
+ *
+ * @example
+ * ```ts
+ * import { countModel } from "@paramscope/kit/count";
+ * const r = await countModel("models/paramscope-gpt2-tiny");
+ * console.log(r.total === r.analytic?.value, r.tied); // true ["head.weight"]
+ * ```
+ */
+export async function countModel(source: WeightSource, options: CountModelOptions = {}): Promise<CountResult> {
+  // Loaded on first use so that analytic counting never pulls in the ONNX reader.
+  const { listParameters } = await import("./weights.ts");
+  const list = await listParameters(source, options);
+  const byComponent = emptyByComponent();
+  const byKind = emptyByKind();
+  let total = 0;
+  const tensors: CountedTensor[] = [];
+  for (const p of list.params) {
+    byComponent[p.component] += p.elements;
+    byKind[p.kind] += p.elements;
+    total += p.elements;
+    tensors.push({
+      name: p.name,
+      storedName: p.storedName,
+      component: p.component,
+      kind: p.kind,
+      elements: p.elements,
+    });
+  }
+  const config = list.config;
+  const modelType = typeof config?.model_type === "string" ? config.model_type : undefined;
+  let analytic: AnalyticCount | undefined;
+  let family: Family | undefined;
+  if (config !== undefined && modelType !== undefined && Object.hasOwn(SUPPORTED_MODEL_TYPES, modelType)) {
+    family = SUPPORTED_MODEL_TYPES[modelType];
+    try {
+      analytic = countAnalytic(config as HfConfig).analytic;
+    } catch {
+      analytic = undefined;
+    }
+  }
+  const result: CountResult = {
+    family: family ?? familyFromNames(new Set(list.params.map((p) => p.name))),
+    total,
+    byComponent,
+    byKind,
+    tied: list.tied.map((t) => t.name),
+    excluded: list.excluded.map((x) => ({ ...x })),
+    tensors,
+  };
+  if (analytic !== undefined) result.analytic = analytic;
+  return result;
+}
+
+// ---------------------------------------------------------------------------
 // The textbook estimate
 
 /**
@@ -1230,7 +1363,29 @@ export function formatCount(result: CountResult): string {
   }
   lines.push(`tied: ${result.tied.length === 0 ? "none" : result.tied.join(", ")}`);
   lines.push(`excluded: ${result.excluded.length === 0 ? "none" : `${result.excluded.length} tensors`}`);
-  for (const x of result.excluded) lines.push(`  ${x.name} (${x.elements.toLocaleString("en-US")}): ${x.reason}`);
+  if (result.excluded.length <= 12) {
+    for (const x of result.excluded) lines.push(`  ${x.name} (${x.elements.toLocaleString("en-US")}): ${x.reason}`);
+  } else {
+    // Real exports hold hundreds of constants: one line per reason.
+    const groups = new Map<string, { n: number; elements: number }>();
+    for (const x of result.excluded) {
+      const reason = x.reason.replace(/ of .*$/, "");
+      const g = groups.get(reason) ?? { n: 0, elements: 0 };
+      g.n++;
+      g.elements += x.elements;
+      groups.set(reason, g);
+    }
+    for (const [reason, g] of groups) {
+      lines.push(`  ${g.n} × ${reason} (${g.elements.toLocaleString("en-US")} elements)`);
+    }
+  }
+  if (result.analytic !== undefined && result.tensors !== undefined) {
+    const diff = result.total - result.analytic.value;
+    lines.push(
+      `analytic (config.json): ${result.analytic.value.toLocaleString("en-US")} ` +
+        (diff === 0 ? "(equal to the exact count)" : `(exact − analytic = ${diff.toLocaleString("en-US")})`),
+    );
+  }
   if (result.analytic !== undefined) {
     const a = result.analytic;
     lines.push(`formula: ${a.formula}`);

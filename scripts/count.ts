@@ -1,15 +1,19 @@
 /**
- * Count a model's parameters analytically, without loading weights.
+ * Count a model's parameters: analytically from a config, or exactly from a model file.
  *
  * ```sh
  * deno run -A scripts/count.ts --arch llama2-7b           # a catalog entry, as a table
  * deno run -A scripts/count.ts --arch mixtral-8x7b --json # the same as JSON
  * deno run -A scripts/count.ts --config path/to/config.json
  * deno run -A scripts/count.ts --list                     # known --arch names
+ * deno run -A scripts/count.ts --model path/to/folder --dtype q4   # exact count of onnx/model_q4.onnx
+ * deno run -A scripts/count.ts --model Xenova/gpt2 --json          # a hub id (downloads through lib/load.ts)
  * ```
  *
- * `--json` prints `{ name, total, active?, byComponent, byKind, tied, excluded, analytic, coarse, cost, published? }`.
- * Exit codes: 0 ok, 2 bad usage (unknown `--arch`, missing or unreadable `--config`, bad config).
+ * `--json` prints `{ name, total, active?, byComponent, byKind, tied, excluded, analytic, coarse, cost, published? }`;
+ * with `--model` also `tensors` (every counted tensor) and `path`, and `analytic`/`coarse` when the config is known.
+ * A local folder or `.onnx` file is read directly; a hub id goes through `loadModel(id, { tokenizerOnly: true })`.
+ * Exit codes: 0 ok, 2 bad usage (unknown `--arch`, missing or unreadable `--config` or `--model`, bad config).
  *
  * @module
  */
@@ -19,18 +23,23 @@ import {
   coarseEstimate,
   costFigures,
   countAnalytic,
+  countModel,
   formatCount,
   type HfConfig,
   humanCount,
   type KvCacheShape,
   kvCacheShape,
 } from "../lib/count.ts";
+import { type Dtype, DTYPE_FILES, loadModel } from "../lib/load.ts";
+import type { WeightSource } from "../lib/weights.ts";
 
-const USAGE = `usage: count.ts (--arch NAME | --config PATH | --list) [--json]
-  --arch NAME    count a catalog entry (see --list)
-  --config PATH  count a Hugging Face config.json
-  --list         list catalog entries
-  --json         print JSON instead of a table`;
+const USAGE = `usage: count.ts (--arch NAME | --config PATH | --model ID|PATH [--dtype DTYPE] | --list) [--json]
+  --arch NAME      count a catalog entry (see --list)
+  --config PATH    count a Hugging Face config.json
+  --model ID|PATH  count a model file exactly: a folder, a .onnx file or a hub id
+  --dtype DTYPE    with --model: which weights file (${Object.keys(DTYPE_FILES).join(", ")}; default fp32)
+  --list           list catalog entries
+  --json           print JSON instead of a table`;
 
 function fail(message: string): never {
   console.error(message);
@@ -60,7 +69,59 @@ function readConfig(path: string): HfConfig {
   return parsed as HfConfig;
 }
 
-function main(args: string[]): void {
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A folder or file path is read directly; an `owner/name` that is not a path is a hub id. */
+async function openSource(model: string, dtype: Dtype): Promise<WeightSource> {
+  if (exists(model)) return model;
+  if (/^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(model) && !model.startsWith(".")) {
+    return await loadModel(model, { dtype, tokenizerOnly: true });
+  }
+  fail(`no model folder or .onnx file at "${model}", and it is not a hub id of the form owner/name`);
+}
+
+/** `--model`: the exact count of a model file, beside the analytic count when its config is known. */
+async function countFile(model: string, dtypeFlag: string | undefined, json: boolean): Promise<void> {
+  const dtype = (dtypeFlag ?? "fp32") as Dtype;
+  if (!Object.hasOwn(DTYPE_FILES, dtype)) {
+    fail(`unknown --dtype "${dtypeFlag}"; use one of ${Object.keys(DTYPE_FILES).join(", ")}`);
+  }
+  let count, path: string | undefined, config: Record<string, unknown> | undefined;
+  try {
+    const source = await openSource(model, dtype);
+    const { listParameters } = await import("../lib/weights.ts");
+    const list = await listParameters(source, { dtype });
+    path = list.path;
+    config = list.config;
+    count = await countModel(list);
+  } catch (e) {
+    fail(`cannot count ${model}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  let coarse, kv: KvCacheShape | undefined;
+  if (count.analytic !== undefined && config !== undefined) {
+    coarse = coarseEstimate(config as HfConfig);
+    if (count.family !== "bert") kv = kvCacheShape(config as HfConfig);
+  }
+  const cost = costFigures(count, { kvCache: kv });
+  if (json) {
+    console.log(JSON.stringify({ name: model, path, dtype, ...count, coarse, cost }, null, 2));
+    return;
+  }
+  console.log(`${model} (${path ?? dtype})`);
+  console.log(formatCount(count));
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(3)} GiB`;
+  const w = cost.weightBytes;
+  console.log(`weights: fp32 ${gib(w.fp32)}, fp16/bf16 ${gib(w.fp16)}, int8 ${gib(w.int8)}, int4 ${gib(w.int4)}`);
+}
+
+async function main(args: string[]): Promise<void> {
   let flags;
   try {
     flags = parseArgs({
@@ -68,6 +129,8 @@ function main(args: string[]): void {
       options: {
         arch: { type: "string" },
         config: { type: "string" },
+        model: { type: "string" },
+        dtype: { type: "string" },
         list: { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -88,9 +151,10 @@ function main(args: string[]): void {
     } else for (const e of CATALOG) console.log(`${e.id.padEnd(18)} ${e.name} (${e.year})`);
     return;
   }
-  if ((flags.arch === undefined) === (flags.config === undefined)) {
-    fail(`give exactly one of --arch or --config\n${USAGE}`);
-  }
+  const sources = [flags.arch, flags.config, flags.model].filter((x) => x !== undefined).length;
+  if (sources !== 1) fail(`give exactly one of --arch, --config or --model\n${USAGE}`);
+  if (flags.dtype !== undefined && flags.model === undefined) fail(`--dtype goes with --model\n${USAGE}`);
+  if (flags.model !== undefined) return await countFile(flags.model, flags.dtype, flags.json);
 
   let entry: CatalogEntry | undefined;
   let config: HfConfig;
@@ -162,4 +226,4 @@ function main(args: string[]): void {
   );
 }
 
-if (import.meta.main) main(Deno.args);
+if (import.meta.main) await main(Deno.args);

@@ -7,6 +7,7 @@ import {
   computeOptimalTokens,
   costFigures,
   countAnalytic,
+  countModel,
   type CountResult,
   formatCount,
   forwardFlopsPerToken,
@@ -21,6 +22,11 @@ import {
   weightBytes,
 } from "../lib/count.ts";
 import type { Gpt2Config, LlamaConfig } from "../lib/types.ts";
+import { join } from "node:path";
+import { bundledModelPath } from "../lib/load.ts";
+import { DataType, makeModel, makeNode, makeTensor, makeValueInfo, readOnnx, writeOnnx } from "../lib/onnx.ts";
+import { quantizeModel } from "../lib/quantize.ts";
+import { TINY_GPT2, TINY_LLAMA, tinyModelDir } from "./_fixtures.ts";
 
 // ---------------------------------------------------------------------------
 // Independent references: the parameter count of each family written out
@@ -604,5 +610,157 @@ Deno.test("scripts/count.ts exits 2 for bad usage and bad configs", async () => 
     assertEquals((await runScript("--config", `${dir}/missing.json`)).code, 2);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------
+// Exact counts from model files
+
+/** Sum of every initializer's elements, read with lib/onnx.ts only. */
+async function initializerElements(path: string): Promise<number> {
+  return sum((await readOnnx(path)).initializers.map((i) => i.elements));
+}
+
+function refOf(config: Gpt2Config | LlamaConfig): number {
+  return config.family === "gpt2"
+    ? refGpt2({
+      V: config.vocabSize,
+      P: config.maxPositions,
+      d: config.dModel,
+      L: config.nLayer,
+      f: config.dMlp,
+      tied: true,
+    })
+    : refLlama({
+      V: config.vocabSize,
+      d: config.dModel,
+      L: config.nLayer,
+      H: config.nHead,
+      Hkv: config.nKvHead,
+      dh: config.dHead,
+      f: config.dMlp,
+      tied: config.tieWordEmbeddings,
+    });
+}
+
+Deno.test("countModel() of the bundled model = initializers − excluded constants = the analytic count", async () => {
+  const dir = bundledModelPath();
+  const r = await countModel(dir);
+  const all = await initializerElements(join(dir, "onnx", "model.onnx"));
+  assertEquals(r.total, all - sum(r.excluded.map((x) => x.elements)));
+  const config = JSON.parse(await Deno.readTextFile(join(dir, "config.json")));
+  assertEquals(r.total, countAnalytic(config).total);
+  assertEquals(r.analytic?.value, r.total);
+  assertEquals(r.family, "gpt");
+  assertEquals(r.tied, ["head.weight"]);
+  assertEquals(sum(Object.values(r.byComponent)), r.total);
+  assertEquals(sum(Object.values(r.byKind)), r.total);
+  assertEquals(sum(r.tensors!.map((t) => t.elements)), r.total);
+  assert(r.excluded.every((x) => x.reason.length > 0));
+});
+
+Deno.test("countModel() counts GPT-2- and LLaMA-shaped exports exactly, with readable or anonymous names", async () => {
+  for (const config of [TINY_GPT2, TINY_LLAMA, { ...TINY_LLAMA, tieWordEmbeddings: true }]) {
+    for (const anonymize of [false, true]) {
+      const { dir } = await tinyModelDir(config, { anonymize });
+      const r = await countModel(dir);
+      const all = await initializerElements(join(dir, "onnx", "model.onnx"));
+      assertEquals(r.total, refOf(config), `${config.family} anonymize=${anonymize}`);
+      assertEquals(r.total, all - sum(r.excluded.map((x) => x.elements)));
+      assertEquals(r.total, r.analytic!.value);
+      assertEquals(r.byComponent, countAnalytic(config).byComponent);
+      assertEquals(r.byKind, countAnalytic(config).byKind);
+      assertEquals(r.tied, countAnalytic(config).tied);
+      assertEquals(r.family, config.family === "gpt2" ? "gpt" : "llama");
+    }
+  }
+});
+
+Deno.test("countModel() gives fp16, q8, int8 and q4 files the same count as their fp32 original", async () => {
+  for (const config of [TINY_GPT2, TINY_LLAMA]) {
+    const { dir } = await tinyModelDir(config);
+    await quantizeModel(dir, { dtypes: ["fp16", "q8", "int8", "q4"], blockSize: 16 });
+    const fp32 = await countModel(dir);
+    for (const dtype of ["fp16", "q8", "int8", "q4"] as const) {
+      const r = await countModel(dir, { dtype });
+      assertEquals([r.total, r.byComponent, r.byKind, r.tied], [fp32.total, fp32.byComponent, fp32.byKind, fp32.tied]);
+      assertEquals(r.tensors!.map((t) => t.name), fp32.tensors!.map((t) => t.name), dtype);
+      if (dtype !== "fp16") assert(r.excluded.some((x) => /quantization scale/.test(x.reason)), dtype);
+    }
+  }
+});
+
+Deno.test("countModel() counts a graph of unrecognised layout exactly, under other", async () => {
+  const proto = makeModel({
+    name: "odd",
+    nodes: [
+      makeNode("MatMul", ["x", "alpha"], ["h"], {}, "n1"),
+      makeNode("Add", ["h", "beta_vec"], ["h2"], {}, "n2"),
+      makeNode("Reshape", ["h2", "shp"], ["y"], {}, "n3"),
+    ],
+    inputs: [makeValueInfo("x", DataType.FLOAT, ["n", 4])],
+    outputs: [makeValueInfo("y", DataType.FLOAT, ["n", 3])],
+    initializers: [
+      makeTensor("alpha", [4, 3], new Float32Array(12)),
+      makeTensor("beta_vec", [3], new Float32Array(3)),
+      makeTensor("shp", [2], new BigInt64Array([-1n, 3n])),
+    ],
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = join(dir, "odd.onnx");
+    await writeOnnx(proto, path);
+    const r = await countModel(path);
+    assertEquals([r.family, r.total, r.byComponent.other, r.byKind.weight, r.byKind.bias], ["unknown", 15, 15, 12, 3]);
+    assertEquals(r.excluded.map((x) => x.name), ["shp"]);
+    assertEquals(r.analytic, undefined);
+    assertStringIncludes(formatCount(r), "shp (2)");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("formatCount() groups many excluded tensors by reason and compares an exact count with the formula", async () => {
+  const { dir } = await tinyModelDir(TINY_LLAMA);
+  const r = await countModel(dir);
+  assert(r.excluded.length > 12);
+  const text = formatCount(r);
+  assertStringIncludes(text, "× rotary position table");
+  assertStringIncludes(text, "(equal to the exact count)");
+});
+
+Deno.test("scripts/count.ts --model prints the exact count of a folder, a dtype and a .onnx file", async () => {
+  const { dir } = await tinyModelDir(TINY_LLAMA);
+  await quantizeModel(dir, { dtypes: ["q4"], blockSize: 16 });
+  const want = refOf(TINY_LLAMA);
+  for (
+    const args of [["--model", dir], ["--model", dir, "--dtype", "q4"], ["--model", join(dir, "onnx", "model.onnx")]]
+  ) {
+    const { code, stdout } = await runScript(...args, "--json");
+    assertEquals(code, 0, args.join(" "));
+    const j = JSON.parse(stdout);
+    assertEquals(j.total, want);
+    assertEquals(j.analytic.value, want);
+    assertEquals(sum(j.tensors.map((t: { elements: number }) => t.elements)), want);
+    assert(j.excluded.length > 0);
+  }
+  const table = await runScript("--model", dir);
+  assertEquals(table.code, 0);
+  assertStringIncludes(table.stdout, want.toLocaleString("en-US"));
+  assertStringIncludes(table.stdout, "equal to the exact count");
+});
+
+Deno.test("scripts/count.ts --model exits 2 for a missing model, a bad dtype, or --dtype without --model", async () => {
+  for (
+    const args of [
+      ["--model", "/no/such/model"],
+      ["--model", bundledModelPath(), "--dtype", "q3"],
+      ["--arch", "gpt2-small", "--dtype", "q4"],
+      ["--model", bundledModelPath(), "--arch", "gpt2-small"],
+    ]
+  ) {
+    const r = await runScript(...args);
+    assertEquals(r.code, 2, args.join(" "));
+    assert(r.stderr.length > 0);
   }
 });
