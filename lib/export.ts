@@ -34,6 +34,7 @@ import {
   type ValueInfoProto,
   writeOnnx,
 } from "./onnx.ts";
+import { expectedParamShapes } from "./forward.ts";
 import type { ArchConfig, Gpt2Config, LlamaConfig, ParamMap, Tensor } from "./types.ts";
 
 /** Options for {@linkcode exportModel}. */
@@ -177,55 +178,8 @@ export function hfConfig(config: ArchConfig, bos: number, eos: number): Record<s
   };
 }
 
-/**
- * The readable parameter names and shapes an architecture needs.
- *
- * @param config architecture
- * @returns name → shape, in model order
- *
- * @example
- * ```ts
- * import { expectedParams } from "@paramscope/kit/export";
- * const shapes = expectedParams({ family: "gpt2", vocabSize: 10, maxPositions: 4, dModel: 8, nLayer: 1, nHead: 2, dMlp: 32, normEps: 1e-5 });
- * console.log(shapes.get("blocks.0.attn.qkv.weight")); // [8, 24]
- * ```
- */
-export function expectedParams(config: ArchConfig): Map<string, number[]> {
-  const m = new Map<string, number[]>();
-  const d = config.dModel;
-  m.set("embed.tokens", [config.vocabSize, d]);
-  if (config.family === "gpt2") {
-    m.set("embed.positions", [config.maxPositions, d]);
-    for (let i = 0; i < config.nLayer; i++) {
-      const b = `blocks.${i}`;
-      m.set(`${b}.ln1.gain`, [d]).set(`${b}.ln1.bias`, [d]);
-      m.set(`${b}.attn.qkv.weight`, [d, 3 * d]).set(`${b}.attn.qkv.bias`, [3 * d]);
-      m.set(`${b}.attn.o.weight`, [d, d]).set(`${b}.attn.o.bias`, [d]);
-      m.set(`${b}.ln2.gain`, [d]).set(`${b}.ln2.bias`, [d]);
-      m.set(`${b}.mlp.in.weight`, [d, config.dMlp]).set(`${b}.mlp.in.bias`, [config.dMlp]);
-      m.set(`${b}.mlp.out.weight`, [config.dMlp, d]).set(`${b}.mlp.out.bias`, [d]);
-    }
-    m.set("norm_f.gain", [d]).set("norm_f.bias", [d]);
-    return m;
-  }
-  const q = config.nHead * config.dHead;
-  const kv = config.nKvHead * config.dHead;
-  for (let i = 0; i < config.nLayer; i++) {
-    const b = `blocks.${i}`;
-    m.set(`${b}.ln1.gain`, [d]);
-    m.set(`${b}.attn.q.weight`, [d, q]).set(`${b}.attn.k.weight`, [d, kv]).set(`${b}.attn.v.weight`, [d, kv]);
-    m.set(`${b}.attn.o.weight`, [q, d]);
-    m.set(`${b}.ln2.gain`, [d]);
-    m.set(`${b}.mlp.gate.weight`, [d, config.dMlp]).set(`${b}.mlp.in.weight`, [d, config.dMlp]);
-    m.set(`${b}.mlp.out.weight`, [config.dMlp, d]);
-  }
-  m.set("norm_f.gain", [d]);
-  if (!config.tieWordEmbeddings) m.set("head.weight", [d, config.vocabSize]);
-  return m;
-}
-
 function checkParams(config: ArchConfig, params: ParamMap): void {
-  for (const [name, shape] of expectedParams(config)) {
+  for (const [name, shape] of expectedParamShapes(config)) {
     const t = params.get(name);
     if (!t) throw new TypeError(`Cannot export: parameter "${name}" [${shape}] is missing from params.`);
     const n = shape.reduce((a, b) => a * b, 1);

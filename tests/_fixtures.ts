@@ -3,7 +3,8 @@
  * either family, a byte-level tokenizer with no merges, and tiny exported
  * model folders in a temporary directory.
  */
-import { expectedParams, exportModel } from "../lib/export.ts";
+import { exportModel } from "../lib/export.ts";
+import { expectedParamShapes as expectedParams } from "../lib/forward.ts";
 import type { ArchConfig, Gpt2Config, LlamaConfig, ParamMap } from "../lib/types.ts";
 
 /** GPT-2 `bytes_to_unicode`: every byte as a printable character. */

@@ -1,6 +1,6 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes, assertThrows } from "@std/assert";
 import { join } from "node:path";
-import { expectedParams } from "../lib/export.ts";
+import { expectedParamShapes as expectedParams } from "../lib/forward.ts";
 import { archFromConfig, bundledModelPath } from "../lib/load.ts";
 import {
   DataType,
