@@ -252,33 +252,55 @@ interface Built {
   names: Record<string, string>;
 }
 
-function kvInputsOutputs(nLayer: number, kvHeads: number, dHead: number): {
-  inputs: ValueInfoProto[];
-  outputs: ValueInfoProto[];
-} {
-  const inputs: ValueInfoProto[] = [];
-  const outputs: ValueInfoProto[] = [];
-  for (let i = 0; i < nLayer; i++) {
+/**
+ * Appends this step's keys/values `[B, kv_head, S, d_head]` to the past ones
+ * along the sequence axis and exposes them as `present.{layer}.key|value`.
+ */
+function appendKv(g: GraphBuilder, layer: number, k: string, v: string, scope: string): [string, string] {
+  const out: string[] = [];
+  for (const [kind, x] of [["key", k], ["value", v]] as const) {
+    const all = g.op("Concat", [`past_key_values.${layer}.${kind}`, x], `${scope}/present_${kind}`, { axis: 2 });
+    g.nodes.push(makeNode("Identity", [all], [`present.${layer}.${kind}`], {}, `${scope}/present.${kind}`));
+    out.push(all);
+  }
+  return [out[0], out[1]];
+}
+
+/** Wraps a decoder graph with the inputs and outputs transformers.js expects of a KV-cache model. */
+function decoderModel(
+  g: GraphBuilder,
+  family: "gpt2" | "llama",
+  config: ArchConfig,
+  kvHeads: number,
+  dHead: number,
+): Built {
+  const inputs: ValueInfoProto[] = [
+    makeValueInfo("input_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+    makeValueInfo("attention_mask", DataType.INT64, ["batch_size", "total_sequence_length"]),
+    makeValueInfo("position_ids", DataType.INT64, ["batch_size", "sequence_length"]),
+  ];
+  const outputs: ValueInfoProto[] = [
+    makeValueInfo("logits", DataType.FLOAT, ["batch_size", "sequence_length", config.vocabSize]),
+  ];
+  for (let i = 0; i < config.nLayer; i++) {
     for (const kind of ["key", "value"]) {
-      inputs.push(
-        makeValueInfo(`past_key_values.${i}.${kind}`, DataType.FLOAT, [
-          "batch_size",
-          kvHeads,
-          "past_sequence_length",
-          dHead,
-        ]),
-      );
+      const past = ["batch_size", kvHeads, "past_sequence_length", dHead];
+      inputs.push(makeValueInfo(`past_key_values.${i}.${kind}`, DataType.FLOAT, past));
       outputs.push(
-        makeValueInfo(`present.${i}.${kind}`, DataType.FLOAT, [
-          "batch_size",
-          kvHeads,
-          "total_sequence_length",
-          dHead,
-        ]),
+        makeValueInfo(`present.${i}.${kind}`, DataType.FLOAT, ["batch_size", kvHeads, "total_sequence_length", dHead]),
       );
     }
   }
-  return { inputs, outputs };
+  const model = makeModel({
+    name: `paramscope_${family}`,
+    nodes: g.nodes,
+    initializers: g.initializers,
+    inputs,
+    outputs,
+    opset: 17,
+    metadata: { "paramscope.family": family },
+  });
+  return { model, names: g.names };
 }
 
 /**
@@ -375,10 +397,7 @@ function buildGpt2Graph(config: Gpt2Config, params: ParamMap, anonymize: boolean
     const qh = toHeads(g, q, config.nHead, dHead, `${s}/attn/q`);
     const kh = toHeads(g, k, config.nHead, dHead, `${s}/attn/k`);
     const vh = toHeads(g, v, config.nHead, dHead, `${s}/attn/v`);
-    const kAll = g.op("Concat", [`past_key_values.${i}.key`, kh], `${s}/attn/present_key`, { axis: 2 });
-    const vAll = g.op("Concat", [`past_key_values.${i}.value`, vh], `${s}/attn/present_value`, { axis: 2 });
-    g.nodes.push(makeNode("Identity", [kAll], [`present.${i}.key`], {}, `${s}/attn/present.key`));
-    g.nodes.push(makeNode("Identity", [vAll], [`present.${i}.value`], {}, `${s}/attn/present.value`));
+    const [kAll, vAll] = appendKv(g, i, kh, vh, `${s}/attn`);
     const z = attend(g, qh, kAll, vAll, mask, dHead, `${s}/attn`);
     const merged = fromHeads(g, z, d, `${s}/attn`);
     const a = linear(g, merged, params, `${b}.attn.o`, `${t}.attn.c_proj`, `${s}/attn/c_proj`, true);
@@ -393,25 +412,7 @@ function buildGpt2Graph(config: Gpt2Config, params: ParamMap, anonymize: boolean
   // Tied head: the same initializer as the token embedding, transposed in the graph (stored once).
   const wteT = g.op("Transpose", [wte], "/lm_head", { perm: [1, 0] });
   g.nodes.push(makeNode("MatMul", [hf, wteT], ["logits"], {}, "/lm_head/MatMul"));
-  const kv = kvInputsOutputs(config.nLayer, config.nHead, dHead);
-  const model = makeModel({
-    name: "paramscope_gpt2",
-    nodes: g.nodes,
-    initializers: g.initializers,
-    inputs: [
-      makeValueInfo("input_ids", DataType.INT64, ["batch_size", "sequence_length"]),
-      makeValueInfo("attention_mask", DataType.INT64, ["batch_size", "total_sequence_length"]),
-      makeValueInfo("position_ids", DataType.INT64, ["batch_size", "sequence_length"]),
-      ...kv.inputs,
-    ],
-    outputs: [
-      makeValueInfo("logits", DataType.FLOAT, ["batch_size", "sequence_length", config.vocabSize]),
-      ...kv.outputs,
-    ],
-    opset: 17,
-    metadata: { "paramscope.family": "gpt2" },
-  });
-  return { model, names: g.names };
+  return decoderModel(g, "gpt2", config, config.nHead, dHead);
 }
 
 /** GELU, tanh form, from elementwise ops: `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`. */
@@ -507,10 +508,7 @@ function buildLlamaGraph(config: LlamaConfig, params: ParamMap, anonymize: boole
     const qh = rope(toHeads(g, q, nHead, dHead, `${s}/self_attn/q`), `${s}/self_attn/q`);
     const kh = rope(toHeads(g, k, nKvHead, dHead, `${s}/self_attn/k`), `${s}/self_attn/k`);
     const vh = toHeads(g, v, nKvHead, dHead, `${s}/self_attn/v`);
-    const kAll = g.op("Concat", [`past_key_values.${i}.key`, kh], `${s}/self_attn/present_key`, { axis: 2 });
-    const vAll = g.op("Concat", [`past_key_values.${i}.value`, vh], `${s}/self_attn/present_value`, { axis: 2 });
-    g.nodes.push(makeNode("Identity", [kAll], [`present.${i}.key`], {}, `${s}/self_attn/present.key`));
-    g.nodes.push(makeNode("Identity", [vAll], [`present.${i}.value`], {}, `${s}/self_attn/present.value`));
+    const [kAll, vAll] = appendKv(g, i, kh, vh, `${s}/self_attn`);
     const z = attend(
       g,
       qh,
@@ -540,23 +538,5 @@ function buildLlamaGraph(config: LlamaConfig, params: ParamMap, anonymize: boole
     const w = g.param("lm_head.weight", "head.weight", params.get("head.weight")!, "MatMul");
     g.nodes.push(makeNode("MatMul", [hf, w], ["logits"], {}, "/lm_head/MatMul"));
   }
-  const kv = kvInputsOutputs(config.nLayer, nKvHead, dHead);
-  const model = makeModel({
-    name: "paramscope_llama",
-    nodes: g.nodes,
-    initializers: g.initializers,
-    inputs: [
-      makeValueInfo("input_ids", DataType.INT64, ["batch_size", "sequence_length"]),
-      makeValueInfo("attention_mask", DataType.INT64, ["batch_size", "total_sequence_length"]),
-      makeValueInfo("position_ids", DataType.INT64, ["batch_size", "sequence_length"]),
-      ...kv.inputs,
-    ],
-    outputs: [
-      makeValueInfo("logits", DataType.FLOAT, ["batch_size", "sequence_length", config.vocabSize]),
-      ...kv.outputs,
-    ],
-    opset: 17,
-    metadata: { "paramscope.family": "llama" },
-  });
-  return { model, names: g.names };
+  return decoderModel(g, "llama", config, nKvHead, dHead);
 }

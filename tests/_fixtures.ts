@@ -4,73 +4,14 @@
  * model folders in a temporary directory.
  */
 import { exportModel } from "../lib/export.ts";
+import { toTokenizerConfig, toTokenizerJson, trainBpe } from "../lib/bpe.ts";
 import { expectedParamShapes as expectedParams } from "../lib/forward.ts";
 import type { ArchConfig, Gpt2Config, LlamaConfig, ParamMap } from "../lib/types.ts";
 
-/** GPT-2 `bytes_to_unicode`: every byte as a printable character. */
-export function byteChars(): string[] {
-  const bs: number[] = [];
-  for (let i = 33; i <= 126; i++) bs.push(i);
-  for (let i = 161; i <= 172; i++) bs.push(i);
-  for (let i = 174; i <= 255; i++) bs.push(i);
-  const cs = [...bs];
-  let n = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!bs.includes(b)) {
-      bs.push(b);
-      cs.push(256 + n++);
-    }
-  }
-  const m: string[] = [];
-  bs.forEach((b, i) => m[b] = String.fromCodePoint(cs[i]));
-  return m;
-}
-
 /** A byte-level BPE tokenizer with the 256 byte tokens and `<|endoftext|>` (id 256), no merges. */
-export function byteTokenizer(maxLength = 64): { json: unknown; config: Record<string, unknown> } {
-  const vocab: Record<string, number> = {};
-  byteChars().forEach((c, i) => vocab[c] = i);
-  vocab["<|endoftext|>"] = 256;
-  const byteLevel = { add_prefix_space: false, trim_offsets: true, use_regex: true };
-  return {
-    json: {
-      version: "1.0",
-      truncation: null,
-      padding: null,
-      added_tokens: [{
-        id: 256,
-        content: "<|endoftext|>",
-        single_word: false,
-        lstrip: false,
-        rstrip: false,
-        normalized: true,
-        special: true,
-      }],
-      normalizer: null,
-      pre_tokenizer: { type: "ByteLevel", ...byteLevel },
-      post_processor: { type: "ByteLevel", ...byteLevel },
-      decoder: { type: "ByteLevel", ...byteLevel },
-      model: {
-        type: "BPE",
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: "",
-        end_of_word_suffix: "",
-        fuse_unk: false,
-        byte_fallback: false,
-        vocab,
-        merges: [],
-      },
-    },
-    config: {
-      tokenizer_class: "GPT2Tokenizer",
-      bos_token: "<|endoftext|>",
-      eos_token: "<|endoftext|>",
-      unk_token: "<|endoftext|>",
-      model_max_length: maxLength,
-      add_prefix_space: false,
-    },
-  };
+export function byteTokenizer(maxLength = 64): { json: unknown; config: object } {
+  const model = trainBpe(["a"], { vocabSize: 257 });
+  return { json: toTokenizerJson(model), config: toTokenizerConfig(model, { maxLength }) };
 }
 
 /** A seeded LCG in [-0.5, 0.5). */
