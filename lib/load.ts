@@ -33,6 +33,49 @@ function transformers(): Promise<Transformers> {
   return transformersPromise;
 }
 
+/** Environment variables read when transformers.js is imported (by `sharp` and `onnxruntime-node`). */
+const TRANSFORMERS_ENV = "npm_package_config_libvips,MALLOC_ARENA_MAX,ORT_DISABLE_TELEMETRY";
+
+/** Hosts a hub download talks to (the API, then the LFS and Xet CDNs it redirects to). */
+const HUB_HOSTS = "huggingface.co,cdn-lfs.huggingface.co,cdn-lfs.hf.co,cdn-lfs-us-1.hf.co,cas-bridge.xethub.hf.co";
+
+/** transformers.js, or a ModelLoadError naming the permissions its import needs when one is missing. */
+async function loadTransformers(): Promise<Transformers> {
+  try {
+    return await transformers();
+  } catch (e) {
+    transformersPromise = undefined;
+    const err = e as Error;
+    if (err?.name === "NotCapable" || err?.name === "PermissionDenied" || /Requires \w+ access/.test(err?.message)) {
+      throw new ModelLoadError(
+        `Loading a model starts transformers.js, whose import needs permissions this run lacks ` +
+          `(${(/Requires \w+ access to [^,\n]+/.exec(err.message) ?? [err.message.split("\n")[0]])[0]}). ` +
+          (/Requires sys access/.test(err.message)
+            ? `Its libc check reads /usr/bin/ldd: allow reading it (or --allow-sys=cpus,networkInterfaces,hostname).`
+            : `Run with --allow-ffi --allow-env=${TRANSFORMERS_ENV} as well (see the README's "Permissions" table).`),
+      );
+    }
+    throw e;
+  }
+}
+
+function needsNetwork(id: string): ModelLoadError {
+  return new ModelLoadError(
+    `Loading ${id} from the hub needs network permission: run with --allow-net=${HUB_HOSTS} ` +
+      `and --allow-write on the cache folder, or pass a local folder.`,
+  );
+}
+
+/** Whether this run can never reach the hub: net denied, or not granted with no terminal to ask on. */
+function networkRefused(): boolean {
+  try {
+    const state = Deno.permissions.querySync({ name: "net", host: "huggingface.co" }).state;
+    return state === "denied" || (state === "prompt" && !Deno.stdin.isTerminal());
+  } catch {
+    return false;
+  }
+}
+
 /** Weight formats a hub repository may carry, with the file each one loads. */
 export const DTYPE_FILES: Readonly<Record<string, string>> = Object.freeze({
   fp32: "model.onnx",
@@ -147,6 +190,11 @@ export class ModelLoadError extends Error {
 
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 
+/** `owner/name` with no `..` and no part starting with a dot, so the cache path stays inside the cache. */
+function isHubId(id: string): boolean {
+  return HUB_ID.test(id) && !id.includes("..") && !id.split("/").some((part) => part.startsWith("."));
+}
+
 function defaultCacheDir(): string {
   try {
     const explicit = Deno.env.get("PARAMSCOPE_CACHE");
@@ -161,7 +209,8 @@ function defaultCacheDir(): string {
 
 function isDir(path: string): boolean {
   try {
-    return Deno.statSync(path).isDirectory;
+    // Resolved first, as Deno's permission checks do, so "a/.." means the same with or without -A.
+    return Deno.statSync(resolve(path)).isDirectory;
   } catch {
     return false;
   }
@@ -188,13 +237,111 @@ function readJson(path: string, what: string): Record<string, unknown> {
   }
 }
 
+/** A short description of a JSON value for an error message; never recurses (the value may be nested 10^5 deep). */
+function describeJson(v: unknown): string {
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (v === null) return "null";
+  if (typeof v === "object") return "an object";
+  if (typeof v === "string") return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v);
+  return String(v);
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => !!v && typeof v === "object" && !Array.isArray(v);
+
+/** Longest added-token text or tokenizer-model string accepted; real ones are short (`<|endoftext|>`, `##`). */
+const MAX_ADDED_TOKEN_CHARS = 1000;
+
+/**
+ * Checks the parts of a parsed `tokenizer.json` that size what transformers.js builds from it,
+ * before it builds anything: `model` is an object whose `vocab` is a token → id object
+ * (BPE, WordPiece, WordLevel) or an array of `[token, score]` pairs (Unigram); every id is a
+ * whole number below the vocabulary size plus a margin (an id of 2^31 would make transformers.js
+ * walk a 2-billion-slot array); the model's own strings (`unk_token`, `continuing_subword_prefix`,
+ * `end_of_word_suffix`, ...) and the `added_tokens` contents are at most 1000 characters.
+ * Everything else is left to transformers.js, which reports its own errors.
+ *
+ * @param json the parsed file
+ * @param label name used in messages (default `"tokenizer.json"`)
+ * @throws {ModelLoadError} naming the field at fault and what it must be
+ *
+ * @example
+ * ```ts
+ * import { bundledModelPath, checkTokenizerJson } from "@paramscope/kit/load";
+ * checkTokenizerJson(JSON.parse(await Deno.readTextFile(`${bundledModelPath()}/tokenizer.json`)));
+ * try {
+ *   checkTokenizerJson({ model: { type: "BPE", vocab: { a: 0 } }, added_tokens: [{ id: 2 ** 31, content: "<x>" }] });
+ * } catch (e) {
+ *   console.log((e as Error).message);
+ * }
+ * ```
+ */
+export function checkTokenizerJson(json: unknown, label = "tokenizer.json"): void {
+  const fail = (what: string): never => {
+    throw new ModelLoadError(`${label}: ${what}. Fix the file or download the model again.`);
+  };
+  if (!isObject(json)) return fail(`the file must hold a JSON object, not ${describeJson(json)}`);
+  const model = json.model;
+  if (!isObject(model)) {
+    return fail(`"model" is ${describeJson(model)}; it must be an object describing the tokenizer model (BPE, ...)`);
+  }
+  for (const [key, value] of Object.entries(model)) {
+    // Prefixes and suffixes are pasted onto every word: a megabyte of one makes encoding crawl.
+    if (key !== "vocab" && typeof value === "string" && value.length > MAX_ADDED_TOKEN_CHARS) {
+      fail(
+        `model.${key} is ${
+          describeJson(value)
+        } (${value.length} characters); it must be at most ${MAX_ADDED_TOKEN_CHARS}`,
+      );
+    }
+  }
+  const added = json.added_tokens ?? [];
+  if (!Array.isArray(added)) return fail(`"added_tokens" is ${describeJson(added)}; it must be an array`);
+  const vocab = model.vocab;
+  const ids: [string, unknown][] = [];
+  if (Array.isArray(vocab)) {
+    vocab.forEach((entry, i) => {
+      if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number") {
+        fail(`model.vocab[${i}] is ${describeJson(entry)}; a Unigram vocabulary holds [token, score] pairs`);
+      }
+    });
+    if (model.unk_id !== undefined && model.unk_id !== null) ids.push(["model.unk_id", model.unk_id]);
+  } else if (isObject(vocab)) {
+    for (const [token, id] of Object.entries(vocab)) ids.push([`model.vocab[${describeJson(token)}]`, id]);
+  } else if (vocab !== undefined) {
+    return fail(`"model.vocab" is ${describeJson(vocab)}; it must map tokens to ids (or list [token, score] pairs)`);
+  }
+  const entries = Array.isArray(vocab) ? vocab.length : ids.length;
+  added.forEach((t, i) => {
+    if (!isObject(t)) return fail(`added_tokens[${i}] is ${describeJson(t)}; it must be an object { id, content }`);
+    if (typeof t.content !== "string" || t.content.length === 0 || t.content.length > MAX_ADDED_TOKEN_CHARS) {
+      fail(
+        `added_tokens[${i}].content is ${
+          describeJson(t.content)
+        }; it must be text of 1 to ${MAX_ADDED_TOKEN_CHARS} characters`,
+      );
+    }
+    ids.push([`added_tokens[${i}].id`, t.id]);
+  });
+  const limit = entries + added.length + 65536;
+  for (const [where, id] of ids) {
+    if (typeof id !== "number" || !Number.isSafeInteger(id) || id < 0 || id >= limit) {
+      fail(
+        `${where} is ${describeJson(id)}; token ids must be whole numbers from 0 to ${limit - 1} ` +
+          `(the vocabulary has ${entries} entries and ${added.length} added tokens)`,
+      );
+    }
+  }
+}
+
 /**
  * The decoder architecture described by a Hugging Face config, if it is one the
  * reference forward pass supports (GPT-2 or LLaMA family).
  *
  * @param config parsed `config.json`
  * @returns the typed architecture, or `undefined` for other model types
- * @throws {TypeError} when a GPT-2/LLaMA config lacks a needed field (named)
+ * @throws {TypeError} when a GPT-2/LLaMA config lacks a needed field or gives it a non-number (named)
+ * @throws {RangeError} when a size is not a whole number from 1 to 2^31 - 1, a head count does not
+ *   divide its width, or an epsilon or rope theta is not positive (named)
  *
  * @example
  * ```ts
@@ -204,42 +351,83 @@ function readJson(path: string, what: string): Record<string, unknown> {
  * ```
  */
 export function archFromConfig(config: Record<string, unknown>): ArchConfig | undefined {
-  const type = String(config.model_type ?? "");
+  const rawType = config.model_type;
+  if (rawType !== undefined && rawType !== null && typeof rawType !== "string") {
+    throw new TypeError(
+      `config.json field "model_type" is ${describeJson(rawType)}; it must be a string such as "gpt2" or "llama".`,
+    );
+  }
+  const type = rawType ?? "";
   const num = (field: string, fallback?: number): number => {
     const v = config[field];
     if (typeof v === "number" && Number.isFinite(v)) return v;
-    if (fallback !== undefined) return fallback;
+    if (fallback !== undefined && (v === undefined || v === null)) return fallback;
+    if (v !== undefined && v !== null) {
+      throw new TypeError(
+        `config.json (model_type "${type}") field "${field}" is ${describeJson(v)}; it must be a number.`,
+      );
+    }
     throw new TypeError(`config.json (model_type "${type}") is missing the number field "${field}".`);
   };
+  // Sizes become array lengths downstream: whole numbers from 1 to 2^31 - 1, or a clear error now.
+  const size = (field: string, fallback?: number): number => {
+    const v = num(field, fallback);
+    if (!Number.isSafeInteger(v) || v < 1 || v > 2 ** 31 - 1) {
+      throw new RangeError(
+        `config.json (model_type "${type}") field "${field}" is ${v}; it must be a whole number from 1 to 2^31 - 1.`,
+      );
+    }
+    return v;
+  };
+  const positive = (field: string, fallback: number): number => {
+    const v = num(field, fallback);
+    if (!(v > 0)) {
+      throw new RangeError(`config.json (model_type "${type}") field "${field}" is ${v}; it must be greater than 0.`);
+    }
+    return v;
+  };
+  const divides = (whole: number, wholeField: string, part: number, partField: string): void => {
+    if (whole % part !== 0) {
+      throw new RangeError(
+        `config.json (model_type "${type}"): ${wholeField} ${whole} is not a multiple of ${partField} ${part}.`,
+      );
+    }
+  };
   if (type === "gpt2") {
-    const d = num("n_embd");
-    const inner = config.n_inner;
+    const d = size("n_embd");
+    const nHead = size("n_head");
+    divides(d, "n_embd", nHead, "n_head");
     return {
       family: "gpt2",
-      vocabSize: num("vocab_size"),
-      maxPositions: num("n_positions", num("n_ctx", 1024)),
+      vocabSize: size("vocab_size"),
+      maxPositions: config.n_positions === undefined ? size("n_ctx", 1024) : size("n_positions"),
       dModel: d,
-      nLayer: num("n_layer"),
-      nHead: num("n_head"),
-      dMlp: typeof inner === "number" ? inner : 4 * d,
-      normEps: num("layer_norm_epsilon", 1e-5),
+      nLayer: size("n_layer"),
+      nHead,
+      dMlp: size("n_inner", 4 * d),
+      normEps: positive("layer_norm_epsilon", 1e-5),
     };
   }
   if (["llama", "mistral", "qwen2", "smollm", "smollm2"].includes(type)) {
-    const d = num("hidden_size");
-    const heads = num("num_attention_heads");
+    const d = size("hidden_size");
+    const heads = size("num_attention_heads");
+    const kvHeads = size("num_key_value_heads", heads);
+    divides(heads, "num_attention_heads", kvHeads, "num_key_value_heads");
+    if (config.head_dim === undefined || config.head_dim === null) {
+      divides(d, "hidden_size", heads, "num_attention_heads");
+    }
     return {
       family: "llama",
-      vocabSize: num("vocab_size"),
-      maxPositions: num("max_position_embeddings", 2048),
+      vocabSize: size("vocab_size"),
+      maxPositions: size("max_position_embeddings", 2048),
       dModel: d,
-      nLayer: num("num_hidden_layers"),
+      nLayer: size("num_hidden_layers"),
       nHead: heads,
-      nKvHead: num("num_key_value_heads", heads),
-      dHead: num("head_dim", d / heads),
-      dMlp: num("intermediate_size"),
-      normEps: num("rms_norm_eps", 1e-6),
-      ropeTheta: num("rope_theta", 10000),
+      nKvHead: kvHeads,
+      dHead: size("head_dim", d / heads),
+      dMlp: size("intermediate_size"),
+      normEps: positive("rms_norm_eps", 1e-6),
+      ropeTheta: positive("rope_theta", 10000),
       tieWordEmbeddings: config.tie_word_embeddings === true,
     };
   }
@@ -282,9 +470,14 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   } else if (isDir(idOrPath)) {
     source = "local";
     dir = resolve(idOrPath);
-  } else if (HUB_ID.test(idOrPath) && !idOrPath.startsWith(".") && !isAbsolute(idOrPath)) {
+  } else if (isHubId(idOrPath) && !isAbsolute(idOrPath)) {
     source = "hub";
     dir = join(options.cacheDir ?? defaultCacheDir(), idOrPath);
+  } else if (HUB_ID.test(idOrPath)) {
+    throw new ModelLoadError(
+      `"${idOrPath}" is not a valid hub id (no ".." and no part starting with a dot), and no folder by that name ` +
+        `exists. Refused, so that the download cache cannot be left.`,
+    );
   } else {
     throw new ModelLoadError(
       `No model folder at "${idOrPath}", and it is not a hub id of the form "owner/name". ` +
@@ -292,7 +485,12 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
     );
   }
 
-  const t = await transformers();
+  // Before transformers.js is even imported: a hub model that is not cached and cannot be downloaded.
+  if (source === "hub" && !options.offline && networkRefused()) {
+    const needed = ["config.json", "tokenizer.json", "tokenizer_config.json", onnxFile];
+    if (needed.some((f) => !isFile(join(dir, f)))) throw needsNetwork(id);
+  }
+  const t = await loadTransformers();
   configureEnv(t, source, options);
   const files: string[] = [];
 
@@ -302,15 +500,27 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   const configPath = join(dir, "config.json");
   const config = readJson(configPath, "config.json");
   files.push(configPath);
-  for (const name of ["tokenizer.json", "tokenizer_config.json"]) {
-    const p = join(dir, name);
-    if (name === "tokenizer.json") readJson(p, name);
-    files.push(p);
+  let arch: ArchConfig | undefined;
+  try {
+    arch = archFromConfig(config);
+  } catch (e) {
+    throw new ModelLoadError(`Model ${id}: ${(e as Error).message}`);
   }
+  const tokenizerPath = join(dir, "tokenizer.json");
+  try {
+    checkTokenizerJson(readJson(tokenizerPath, "tokenizer.json"), tokenizerPath);
+  } catch (e) {
+    throw e instanceof ModelLoadError ? new ModelLoadError(`Model ${id}: ${e.message}`) : e;
+  }
+  const tokenizerConfigPath = join(dir, "tokenizer_config.json");
+  if (isFile(tokenizerConfigPath)) readJson(tokenizerConfigPath, "tokenizer_config.json");
+  files.push(tokenizerPath, tokenizerConfigPath);
   const onnxPath = join(dir, onnxFile);
+  const causal = CAUSAL_TYPES.has(String(config.model_type));
   if (!options.tokenizerOnly) {
     try {
-      await readOnnx(onnxPath);
+      // A causal LM must also have the interface transformers.js feeds it, before ONNX Runtime sees it.
+      await readOnnx(onnxPath, causal ? { expect: "decoder", layers: arch?.nLayer } : {});
     } catch (e) {
       if (e instanceof OnnxFormatError) {
         const hint = dtype === "fp32" ? "" : ` (dtype "${dtype}"; try dtype "fp32" if this repository lacks it)`;
@@ -319,12 +529,6 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
       throw e;
     }
     files.push(onnxPath);
-  }
-  let arch: ArchConfig | undefined;
-  try {
-    arch = archFromConfig(config);
-  } catch (e) {
-    throw new ModelLoadError(`Model ${id}: ${(e as Error).message}`);
   }
 
   const loadId = dir;
@@ -336,7 +540,7 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   }
   let model: Model["model"] = null;
   if (!options.tokenizerOnly) {
-    const Auto = CAUSAL_TYPES.has(String(config.model_type)) ? t.AutoModelForCausalLM : t.AutoModel;
+    const Auto = causal ? t.AutoModelForCausalLM : t.AutoModel;
     try {
       model = await Auto.from_pretrained(loadId, {
         dtype,
@@ -413,8 +617,10 @@ async function fetchHubFiles(
   }
   for (const loc of locations) {
     const rel = `onnx/${loc}`;
-    if (!/^[\w.-]+$/.test(loc)) {
-      throw new ModelLoadError(`Model ${id}: refusing external-data location "${loc}" (it must be a plain file name).`);
+    if (!/^[\w-][\w.-]*$/.test(loc) || loc.includes("..")) {
+      throw new ModelLoadError(
+        `Model ${id}: refusing external-data location "${loc}" (it must be a plain file name, without "..").`,
+      );
     }
     if (!isFile(join(dir, rel))) await download(`${base}/${rel}`, join(dir, rel), id, rel, options.onProgress);
   }
@@ -442,12 +648,10 @@ async function download(
   } catch (e) {
     const err = e as Error;
     const denied = err.name === "NotCapable" || err.name === "PermissionDenied" || /--allow-net/.test(err.message);
+    if (denied) throw needsNetwork(id);
     throw new ModelLoadError(
-      denied
-        ? `Loading ${id} from the hub needs network permission: run with ` +
-          `--allow-net=huggingface.co,cdn-lfs.huggingface.co,cas-bridge.xethub.hf.co, or pass a local folder.`
-        : `Could not reach the hub for ${id} (${err.message}). Check your network, use --offline with a cached ` +
-          `model, or pass a local folder.`,
+      `Could not reach the hub for ${id} (${err.message}). Check your network, use --offline with a cached ` +
+        `model, or pass a local folder.`,
     );
   }
   if (!res.ok) {

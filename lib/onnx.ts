@@ -193,8 +193,30 @@ export interface OnnxModel {
   fileBytes: number;
 }
 
+/**
+ * Options for {@linkcode validateOnnx}.
+ *
+ * @example
+ * ```ts
+ * import type { ValidateOnnxOptions } from "@paramscope/kit/onnx";
+ * const o: ValidateOnnxOptions = { expect: "decoder", layers: 4 };
+ * console.log(o.expect);
+ * ```
+ */
+export interface ValidateOnnxOptions {
+  /**
+   * Also check the graph's interface. `"decoder"` (a causal language model as transformers.js runs it)
+   * requires the inputs `input_ids` (int32/int64) and `attention_mask`, the output `logits`, and
+   * `past_key_values.N.key|value` inputs that pair one to one with `present.N.key|value` outputs for
+   * N = 0, 1, ... (a model with neither is accepted). Default: no interface check.
+   */
+  expect?: "decoder";
+  /** With `expect: "decoder"`: the layer count the config states; past/present pairs must match it. Default: not checked. */
+  layers?: number;
+}
+
 /** Options for {@linkcode readOnnx} and {@linkcode readOnnxBytes}. */
-export interface ReadOnnxOptions {
+export interface ReadOnnxOptions extends ValidateOnnxOptions {
   /** Folder that external-data locations are resolved against (default: the file's folder). */
   baseDir?: string;
   /** Validate tensor sizes and external-data paths while reading (default `true`). */
@@ -237,8 +259,7 @@ export async function readOnnx(path: string, options: ReadOnnxOptions = {}): Pro
     }
     throw new OnnxFormatError(`Cannot read ONNX file ${path}: ${(e as Error).message}`);
   }
-  const model = readOnnxBytes(bytes, { baseDir: options.baseDir ?? dirname(path), validate: options.validate }, path);
-  return model;
+  return readOnnxBytes(bytes, { ...options, baseDir: options.baseDir ?? dirname(path) }, path);
 }
 
 /**
@@ -300,7 +321,7 @@ export function readOnnxBytes(bytes: Uint8Array, options: ReadOnnxOptions = {}, 
     fileBytes: bytes.byteLength,
   };
   PROTO_INDEX.set(model, { byName, baseDir: options.baseDir });
-  if (options.validate ?? true) validateOnnx(model);
+  if (options.validate ?? true) validateOnnx(model, { expect: options.expect, layers: options.layers });
   return model;
 }
 
@@ -358,12 +379,56 @@ function expectedBytes(info: InitializerInfo): number | undefined {
   return Math.ceil(info.elements * per);
 }
 
-function externalEntry(t: TensorProto): { location: string; offset: number; length?: number } {
+/**
+ * Refuses shapes no real tensor has: negative or fractional dims, or more elements (or bytes) than
+ * a JavaScript number counts exactly. Run before any size is used, so that no allocation is ever
+ * sized from a corrupt shape.
+ */
+function checkShape(info: InitializerInfo, label: string): void {
+  if (info.dims.some((d) => !Number.isSafeInteger(d) || d < 0)) {
+    throw new OnnxFormatError(
+      `${label}: tensor "${info.name}" has an invalid shape [${info.dims}] (dims must be integers >= 0). ` +
+        `The file is corrupt: download or export it again.`,
+    );
+  }
+  const bytes = (ELEMENT_BYTES[info.dataType] ?? 1) * info.elements;
+  if (!Number.isSafeInteger(info.elements) || !Number.isSafeInteger(Math.ceil(bytes))) {
+    throw new OnnxFormatError(
+      `${label}: tensor "${info.name}" has shape [${info.dims}], more elements than any file can hold. ` +
+        `The file is corrupt: download or export it again.`,
+    );
+  }
+}
+
+/** A non-negative integer written in decimal digits only (external-data offsets and lengths). */
+function parseUint(text: string | undefined, what: string, tensor: string, label: string): number | undefined {
+  if (text === undefined) return undefined;
+  const v = /^[0-9]{1,16}$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(v)) {
+    throw new OnnxFormatError(
+      `${label}: tensor "${tensor}" has external-data ${what} ${JSON.stringify(text)}; it must be a whole number ` +
+        `of bytes. The file is corrupt.`,
+    );
+  }
+  return v;
+}
+
+function externalEntry(
+  t: TensorProto,
+  tensor: string,
+  label: string,
+): { location: string; offset: number; length?: number } {
   const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? "", e.value ?? ""]));
-  const location = kv.get("location") ?? "";
-  const offset = Number(kv.get("offset") ?? "0");
-  const lengthText = kv.get("length");
-  return { location, offset, length: lengthText === undefined ? undefined : Number(lengthText) };
+  return {
+    location: kv.get("location") ?? "",
+    offset: parseUint(kv.get("offset"), "offset", tensor, label) ?? 0,
+    length: parseUint(kv.get("length"), "length", tensor, label),
+  };
+}
+
+/** Whether a path relative to the model folder leaves it (`..` as its first segment, or another drive). */
+function escapes(rel: string): boolean {
+  return rel.split(/[\\/]/)[0] === ".." || isAbsolute(rel);
 }
 
 /**
@@ -372,15 +437,18 @@ function externalEntry(t: TensorProto): { location: string; offset: number; leng
  */
 function resolveExternal(baseDir: string, location: string, tensor: string, label: string): string {
   if (!location) throw new OnnxFormatError(`${label}: tensor "${tensor}" is external but names no location.`);
-  if (isAbsolute(location) || /^[a-zA-Z]:[\\/]/.test(location)) {
+  if (isAbsolute(location) || /^[a-zA-Z]:[\\/]/.test(location) || location.startsWith("\\")) {
     throw new OnnxFormatError(
       `${label}: tensor "${tensor}" points at an absolute external-data path "${location}". ` +
         `Refused: external data must stay inside the model folder.`,
     );
   }
+  if (location.includes("\0")) {
+    throw new OnnxFormatError(`${label}: tensor "${tensor}" has an external-data location with a NUL byte. Refused.`);
+  }
   const full = resolve(baseDir, normalize(location));
   const rel = relative(resolve(baseDir), full);
-  if (rel.startsWith("..") || isAbsolute(rel)) {
+  if (escapes(rel)) {
     throw new OnnxFormatError(
       `${label}: tensor "${tensor}" points outside the model folder ("${location}"). Refused.`,
     );
@@ -389,31 +457,160 @@ function resolveExternal(baseDir: string, location: string, tensor: string, labe
 }
 
 /**
- * Checks a decoded model before native code sees it: known element types, raw
- * data lengths that agree with shapes, external-data locations inside the
- * model folder (symlinks included) and within the external file's size, and
- * node inputs that name something defined.
+ * Where one external tensor's bytes are: the real file (inside the model folder, symlinks
+ * resolved before anything is read), the offset and the length, checked against the file's size so
+ * that a reader never allocates more than the file holds.
+ */
+function externalRange(
+  baseDir: string | undefined,
+  t: TensorProto,
+  info: InitializerInfo,
+  label: string,
+): { file: string; offset: number; length: number } {
+  if (!baseDir) {
+    throw new OnnxFormatError(`${label}: tensor "${info.name}" uses external data but no folder was given.`);
+  }
+  const want = expectedBytes(info) ?? 0;
+  const ext = externalEntry(t, info.name, label);
+  const file = resolveExternal(baseDir, ext.location, info.name, label);
+  let baseReal: string;
+  try {
+    baseReal = Deno.realPathSync(baseDir);
+  } catch (e) {
+    throw new OnnxFormatError(`${label}: model folder ${baseDir} cannot be read: ${(e as Error).message}`);
+  }
+  let real: string;
+  try {
+    real = Deno.realPathSync(file);
+  } catch {
+    throw new OnnxFormatError(
+      `${label}: external data file "${ext.location}" for tensor "${info.name}" is missing. ` +
+        `Copy it beside the .onnx file.`,
+    );
+  }
+  // Containment is decided on the resolved path before the target is even stat'ed.
+  const rel = relative(baseReal, real);
+  if (escapes(rel)) {
+    throw new OnnxFormatError(
+      `${label}: external data "${ext.location}" for tensor "${info.name}" is a link out of the model folder. Refused.`,
+    );
+  }
+  let stat: Deno.FileInfo;
+  try {
+    stat = Deno.statSync(real);
+  } catch (e) {
+    throw new OnnxFormatError(`${label}: external data "${ext.location}" cannot be read: ${(e as Error).message}`);
+  }
+  if (!stat.isFile) {
+    throw new OnnxFormatError(
+      `${label}: external data "${ext.location}" for tensor "${info.name}" is not a regular file. Refused.`,
+    );
+  }
+  const length = ext.length ?? want;
+  if (length !== want || ext.offset + length > stat.size) {
+    throw new OnnxFormatError(
+      `${label}: tensor "${info.name}" needs ${want} bytes at offset ${ext.offset} of "${ext.location}", ` +
+        `but the entry says ${length} bytes and the file has ${stat.size}. The data file is truncated or does not match.`,
+    );
+  }
+  return { file: real, offset: ext.offset, length };
+}
+
+const PAST = /^past_key_values\.(\d+)\.(key|value)$/;
+const PRESENT = /^present\.(\d+)\.(key|value)$/;
+
+/** The graph interface transformers.js feeds a causal language model. */
+function checkDecoderInterface(model: OnnxModel, label: string, layers: number | undefined): void {
+  const inputs = new Map(model.inputs.map((v) => [v.name, v]));
+  const outputs = new Set(model.outputs.map((v) => v.name));
+  const missing = ["input_ids", "attention_mask"].filter((n) => !inputs.has(n)).map((n) => `input ${n}`);
+  if (!outputs.has("logits")) missing.push("output logits");
+  if (missing.length > 0) {
+    throw new OnnxFormatError(
+      `${label}: a decoder model needs the inputs input_ids and attention_mask and the output logits; ` +
+        `this graph lacks ${missing.join(", ")}. It is not a causal language model export (or the file is corrupt).`,
+    );
+  }
+  const idsType = inputs.get("input_ids")!.elemType;
+  if (idsType !== DataType.INT64 && idsType !== DataType.INT32) {
+    throw new OnnxFormatError(
+      `${label}: input_ids has element type ${dataTypeName(idsType)}; a decoder takes int64 (or int32) token ids.`,
+    );
+  }
+  const past = new Set(model.inputs.map((v) => PAST.exec(v.name)).filter((m) => m).map((m) => `${m![1]}.${m![2]}`));
+  const present = new Set(
+    model.outputs.map((v) => PRESENT.exec(v.name)).filter((m) => m).map((m) => `${m![1]}.${m![2]}`),
+  );
+  if (past.size === 0 && present.size === 0) return;
+  const unpaired = [
+    ...[...past].filter((k) => !present.has(k)).map((k) => `past_key_values.${k} has no present.${k}`),
+    ...[...present].filter((k) => !past.has(k)).map((k) => `present.${k} has no past_key_values.${k}`),
+  ];
+  const count = Math.max(past.size, present.size) / 2;
+  for (let i = 0; i < count && unpaired.length === 0; i++) {
+    for (const kind of ["key", "value"]) {
+      if (!past.has(`${i}.${kind}`)) unpaired.push(`layer ${i} has no past_key_values.${i}.${kind}`);
+    }
+  }
+  if (unpaired.length > 0) {
+    throw new OnnxFormatError(
+      `${label}: the KV-cache inputs and outputs do not pair up (${unpaired.slice(0, 3).join("; ")}). ` +
+        `The file is corrupt or was not exported as a decoder with past.`,
+    );
+  }
+  if (layers !== undefined && count !== layers) {
+    throw new OnnxFormatError(
+      `${label}: the graph caches ${count} layers but config.json says ${layers}. ` +
+        `The model file and config.json do not belong together.`,
+    );
+  }
+}
+
+/**
+ * Checks a decoded model before native code sees it: unique initializer names, sane shapes (no
+ * negative dims, no element count past 2^53), known element types, raw data lengths that agree
+ * with shapes, external-data locations inside the model folder (symlinks resolved before the target
+ * is touched), whole-number offsets within the external file's size, node inputs and graph outputs
+ * that name something defined, and, with `expect: "decoder"`, the inputs and outputs a causal
+ * language model needs.
  *
  * @param model a model from {@linkcode readOnnx}
- * @throws {OnnxFormatError} naming the first tensor or node at fault
+ * @param options interface to expect (default: none)
+ * @throws {OnnxFormatError} naming the first tensor, node or value at fault
  *
  * @example
  * ```ts
  * import { readOnnx, validateOnnx } from "@paramscope/kit/onnx";
- * validateOnnx(await readOnnx("models/paramscope-gpt2-tiny/onnx/model.onnx", { validate: false }));
+ * const m = await readOnnx("models/paramscope-gpt2-tiny/onnx/model.onnx", { validate: false });
+ * validateOnnx(m, { expect: "decoder", layers: 4 });
  * ```
  */
-export function validateOnnx(model: OnnxModel): void {
+export function validateOnnx(model: OnnxModel, options: ValidateOnnxOptions = {}): void {
   const index = PROTO_INDEX.get(model);
   if (!index) throw new TypeError("validateOnnx() needs a model returned by readOnnx() or readOnnxBytes().");
+  if (options.expect !== undefined && options.expect !== "decoder") {
+    throw new TypeError(
+      `validateOnnx(): unknown expect ${JSON.stringify(options.expect)}; use "decoder" or leave it out.`,
+    );
+  }
+  if (options.layers !== undefined && !(Number.isSafeInteger(options.layers) && options.layers >= 0)) {
+    throw new RangeError(`validateOnnx(): layers is ${String(options.layers)}; pass a whole number >= 0.`);
+  }
   const label = model.path ?? "<bytes>";
+  const seen = new Set<string>();
+  for (const info of model.initializers) {
+    if (seen.has(info.name)) {
+      throw new OnnxFormatError(
+        `${label}: two initializers are named "${info.name}"; names must be unique. The file is corrupt.`,
+      );
+    }
+    seen.add(info.name);
+  }
   for (const info of model.initializers) {
     const t = index.byName.get(info.name)!;
-    if (info.dims.some((d) => !Number.isInteger(d) || d < 0)) {
-      throw new OnnxFormatError(`${label}: tensor "${info.name}" has an invalid shape [${info.dims}].`);
-    }
-    const want = expectedBytes(info);
+    checkShape(info, label);
     if (info.dataType === DataType.STRING) continue;
+    const want = expectedBytes(info);
     if (want === undefined) {
       throw new OnnxFormatError(
         `${label}: tensor "${info.name}" has unknown data type ${info.dataType}. ` +
@@ -421,46 +618,19 @@ export function validateOnnx(model: OnnxModel): void {
       );
     }
     if (info.external) {
-      if (!index.baseDir) {
-        throw new OnnxFormatError(`${label}: tensor "${info.name}" uses external data but no folder was given.`);
-      }
-      const ext = externalEntry(t);
-      const file = resolveExternal(index.baseDir, ext.location, info.name, label);
-      let real: string;
-      let size: number;
-      try {
-        real = Deno.realPathSync(file);
-        size = Deno.statSync(real).size;
-      } catch {
-        throw new OnnxFormatError(
-          `${label}: external data file "${ext.location}" for tensor "${info.name}" is missing. ` +
-            `Copy it beside the .onnx file.`,
-        );
-      }
-      const baseReal = Deno.realPathSync(index.baseDir);
-      const rel = relative(baseReal, real);
-      if (rel.startsWith("..") || isAbsolute(rel)) {
-        throw new OnnxFormatError(
-          `${label}: external data "${ext.location}" for tensor "${info.name}" is a link out of the model folder. Refused.`,
-        );
-      }
-      const length = ext.length ?? want;
-      if (length !== want || ext.offset < 0 || ext.offset + length > size) {
-        throw new OnnxFormatError(
-          `${label}: tensor "${info.name}" needs ${want} bytes at offset ${ext.offset} of "${ext.location}", ` +
-            `but the entry says ${length} bytes and the file has ${size}. The data file is truncated or does not match.`,
-        );
-      }
+      externalRange(index.baseDir, t, info, label);
       continue;
     }
     const have = storedBytes(t, info.dataType);
-    if (have !== undefined && have !== want) {
+    if (have !== want) {
       throw new OnnxFormatError(
         `${label}: tensor "${info.name}" [${info.dims}] of type ${dataTypeName(info.dataType)} ` +
           `needs ${want} bytes but holds ${have}. The file is truncated or corrupt.`,
       );
     }
   }
+  // The interface first: "this graph has no input_ids" says more than "a node reads an undefined value".
+  if (options.expect === "decoder") checkDecoderInterface(model, label, options.layers);
   const defined = new Set<string>([
     ...model.initializers.map((i) => i.name),
     ...model.inputs.map((i) => i.name),
@@ -476,10 +646,15 @@ export function validateOnnx(model: OnnxModel): void {
     }
     for (const o of n.outputs) defined.add(o);
   }
+  for (const o of model.outputs) {
+    if (!defined.has(o.name)) {
+      throw new OnnxFormatError(`${label}: graph output "${o.name}" is produced by no node. The graph is corrupt.`);
+    }
+  }
 }
 
 /** Bytes held inline for a tensor: raw data, or typed repeated fields converted to bytes. */
-function storedBytes(t: TensorProto, dataType: number): number | undefined {
+function storedBytes(t: TensorProto, dataType: number): number {
   if (t.rawData && t.rawData.byteLength > 0) return t.rawData.byteLength;
   const per = ELEMENT_BYTES[dataType] ?? 0;
   if (t.floatData?.length) return t.floatData.length * 4;
@@ -515,20 +690,21 @@ export function tensorBytes(model: OnnxModel, name: string): Uint8Array {
     throw new OnnxFormatError(`No initializer named "${name}" in ${model.path ?? "<bytes>"}.`);
   }
   const label = model.path ?? "<bytes>";
+  checkShape(info, label);
   const want = expectedBytes(info);
   if (info.external) {
-    const ext = externalEntry(t);
-    const file = resolveExternal(index.baseDir ?? ".", ext.location, name, label);
-    const length = ext.length ?? want ?? 0;
+    // Checked again here (not only in validateOnnx), so that an unvalidated model cannot make
+    // this read leave the folder or allocate more than the file holds.
+    const { file, offset, length } = externalRange(index.baseDir, t, info, label);
     const out = new Uint8Array(length);
     let fh: Deno.FsFile;
     try {
       fh = Deno.openSync(file, { read: true });
-    } catch {
-      throw new OnnxFormatError(`${label}: external data file "${ext.location}" for tensor "${name}" is missing.`);
+    } catch (e) {
+      throw new OnnxFormatError(`${label}: external data for tensor "${name}" cannot be read: ${(e as Error).message}`);
     }
     try {
-      fh.seekSync(ext.offset, Deno.SeekMode.Start);
+      fh.seekSync(offset, Deno.SeekMode.Start);
       let got = 0;
       while (got < length) {
         const n = fh.readSync(out.subarray(got));
@@ -537,7 +713,7 @@ export function tensorBytes(model: OnnxModel, name: string): Uint8Array {
       }
       if (got < length) {
         throw new OnnxFormatError(
-          `${label}: tensor "${name}" needs ${length} bytes from "${ext.location}" but only ${got} are there.`,
+          `${label}: tensor "${name}" needs ${length} bytes from its external data but only ${got} are there.`,
         );
       }
     } finally {
@@ -558,6 +734,14 @@ export function tensorBytes(model: OnnxModel, name: string): Uint8Array {
 
 function typedFieldBytes(t: TensorProto, info: InitializerInfo, label: string): Uint8Array {
   const n = info.elements;
+  // The values must be there before anything is allocated: the output is sized from the shape.
+  const stored = t.floatData?.length || t.doubleData?.length || t.int64Data?.length || t.int32Data?.length || 0;
+  if (n > stored && info.dataType !== DataType.STRING) {
+    throw new OnnxFormatError(
+      `${label}: tensor "${info.name}" of type ${dataTypeName(info.dataType)} has ${stored} values ` +
+        `but its shape [${info.dims}] needs ${n}. The file is truncated or corrupt.`,
+    );
+  }
   const out = new Uint8Array(expectedBytes(info) ?? 0);
   const dv = new DataView(out.buffer);
   const need = (len: number) => {
