@@ -2,7 +2,9 @@
  * Private kernels for lib/weights.ts: half and bfloat16 to float, linear
  * dequantization (per tensor, per axis, per block), 4-bit unpacking,
  * `com.microsoft::MatMulNBits` blocks, and a 2-D transpose. Every kernel
- * writes a fresh Float32Array and never mutates its inputs.
+ * writes a fresh Float32Array, or the `out` array given (of the result's
+ * length: inspectWeights() passes one inside the statistics kernels' memory
+ * to skip a copy), and never mutates its inputs.
  *
  * @module
  */
@@ -20,19 +22,17 @@ function halfLut(): Float32Array {
 }
 
 /** IEEE half bit patterns → floats. `out` has `src.length` values. */
-export function halfToFloat32(src: Uint16Array): Float32Array {
+export function halfToFloat32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   const lut = halfLut();
   const n = src.length;
-  const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lut[src[i]];
   return out;
 }
 
 /** bfloat16 bit patterns → floats (the high half of a float32). */
-export function bfloatToFloat32(src: Uint16Array): Float32Array {
+export function bfloatToFloat32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   const n = src.length;
-  const out = new Float32Array(n);
-  const u = new Uint32Array(out.buffer);
+  const u = new Uint32Array(out.buffer, out.byteOffset, n);
   for (let i = 0; i < n; i++) u[i] = src[i] << 16;
   return out;
 }
@@ -75,9 +75,9 @@ export function dequantizeLinear(
   zeroPoint: ArrayLike<number> | null,
   layout: LinearQuantLayout,
   label: string,
+  out: Float32Array = new Float32Array(codes.length),
 ): Float32Array {
   const n = codes.length;
-  const out = new Float32Array(n);
   if (zeroPoint !== null && zeroPoint.length !== scale.length) {
     throw new RangeError(
       `${label}: zero point has ${zeroPoint.length} values but scale has ${scale.length}; they must match`,
@@ -160,6 +160,7 @@ export function dequantizeNBits(
   zeroPoints: Uint8Array | Float32Array | null,
   p: NBitsLayout,
   label: string,
+  out?: Float32Array,
 ): Float32Array {
   const { K, N, bits, blockSize } = p;
   if (!Number.isInteger(bits) || bits < 2 || bits > 8) {
@@ -190,7 +191,7 @@ export function dequantizeNBits(
   }
   const mask = (1 << bits) - 1;
   const defaultZp = 1 << (bits - 1);
-  const out = new Float32Array(K * N);
+  out ??= new Float32Array(K * N);
   const zpOf = (n: number, g: number): number => {
     if (zeroPoints === null) return defaultZp;
     if (!packedZp) return zeroPoints[n * kBlocks + g];

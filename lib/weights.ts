@@ -50,10 +50,12 @@ import {
   OnnxFormatError,
   type OnnxModel,
   readOnnx,
+  readOnnxBytes,
   tensorBytes,
   type TensorProto,
 } from "./onnx.ts";
 import { bar, type Figure, heatmap, histogram, line } from "./plot.ts";
+import { type FileLease, type FloatSource, leaseFile, stageFloats, tensorSums } from "./_stats.ts";
 import type { ParamMap, Tensor } from "./types.ts";
 
 // ---------------------------------------------------------------------------
@@ -942,7 +944,16 @@ function readConfigBeside(paths: string[]): Record<string, unknown> | undefined 
   return undefined;
 }
 
-async function openPath(path: string, options: ListParametersOptions): Promise<ListParametersResult> {
+/**
+ * A model folder or `.onnx` path, read and listed. With `lease`, inspectWeights() reads the file into the
+ * statistics kernels' memory (lib/_stats.ts) and gets the lease to release once it is done with the bytes;
+ * any trouble reading it that way (a missing file, no WebAssembly) is left to readOnnx to report.
+ */
+async function openPath(
+  path: string,
+  options: ListParametersOptions,
+  lease?: { held?: FileLease },
+): Promise<ListParametersResult> {
   const st = statOrNull(path);
   let onnxPath: string;
   let configPaths: string[];
@@ -959,7 +970,16 @@ async function openPath(path: string, options: ListParametersOptions): Promise<L
     onnxPath = path;
     configPaths = [join(dirname(path), "config.json"), join(dirname(dirname(path)), "config.json")];
   }
-  const onnx = await readOnnx(onnxPath);
+  let onnx: OnnxModel | undefined;
+  if (lease !== undefined) {
+    try {
+      lease.held = leaseFile(onnxPath) ?? undefined;
+    } catch {
+      lease.held = undefined;
+    }
+    if (lease.held !== undefined) onnx = readOnnxBytes(lease.held.bytes, { baseDir: dirname(onnxPath) }, onnxPath);
+  }
+  onnx ??= await readOnnx(onnxPath);
   return listFromOnnx(onnx, options.config ?? readConfigBeside(configPaths));
 }
 
@@ -1075,6 +1095,7 @@ function decodeNumbers(
   n: number,
   name: string,
   list: ListParametersResult,
+  out?: Float32Array,
 ): Float32Array | Int32Array | Uint8Array | Int8Array {
   const aligned = (k: number) => (raw.byteOffset % k === 0 ? raw : raw.slice());
   switch (type) {
@@ -1084,11 +1105,11 @@ function decodeNumbers(
     }
     case DataType.FLOAT16: {
       const b = aligned(2);
-      return halfToFloat32(new Uint16Array(b.buffer, b.byteOffset, n));
+      return halfToFloat32(new Uint16Array(b.buffer, b.byteOffset, n), out);
     }
     case DataType.BFLOAT16: {
       const b = aligned(2);
-      return bfloatToFloat32(new Uint16Array(b.buffer, b.byteOffset, n));
+      return bfloatToFloat32(new Uint16Array(b.buffer, b.byteOffset, n), out);
     }
     case DataType.DOUBLE: {
       const b = aligned(8);
@@ -1125,29 +1146,25 @@ function decodeNumbers(
 
 /**
  * Values of one parameter as floats. `canonical` applies the transpose; `copy`
- * guarantees the result does not alias the file's bytes.
+ * guarantees the result does not alias the file's bytes. Dequantized values go
+ * into `into` when given (and of the parameter's length) rather than a fresh array.
  */
 function materialize(
   list: ListParametersResult,
   p: ParamInfo,
   canonical: boolean,
   copy: boolean,
-  scratch?: { bytes: Uint8Array },
+  into?: Float32Array,
 ): Tensor {
   const onnx = list.onnx;
   const q = p.quantization;
   const raw = tensorBytes(onnx, p.storedName);
   const info = onnx.initializers.find((i) => i.name === p.storedName)!;
+  const out = into !== undefined && into.length === p.elements ? into : undefined;
   let data: Float32Array;
   let dims: number[] = p.storedShape;
-  if (q === null && !copy && scratch !== undefined && info.dataType === DataType.FLOAT && raw.byteOffset % 4 !== 0) {
-    // Misaligned float32 bytes (most, in a protobuf file): reuse one buffer rather than allocate per tensor.
-    if (scratch.bytes.byteLength < raw.byteLength) scratch.bytes = new Uint8Array(raw.byteLength);
-    scratch.bytes.set(raw);
-    return { data: new Float32Array(scratch.bytes.buffer, 0, info.elements), dims: [...dims] };
-  }
   if (q === null) {
-    const v = decodeNumbers(raw, info.dataType, info.elements, p.storedName, list);
+    const v = decodeNumbers(raw, info.dataType, info.elements, p.storedName, list, out);
     if (!(v instanceof Float32Array)) {
       throw new OnnxFormatError(
         `${list.path ?? "<bytes>"}: parameter "${p.name}" ("${p.storedName}") is stored as ${p.dtype} ` +
@@ -1164,7 +1181,8 @@ function materialize(
     }
     const gIdx = q.groupIndex ? Int32Array.from(auxValues(list, q.groupIndex, "g_idx", p.name)) : undefined;
     const label = `${list.path ?? "<bytes>"}: "${p.name}"`;
-    data = dequantizeNBits(raw, scales, zp, { K: q.K!, N: q.N!, bits: q.bits, blockSize: q.blockSize!, gIdx }, label);
+    const layout = { K: q.K!, N: q.N!, bits: q.bits, blockSize: q.blockSize!, gIdx };
+    data = dequantizeNBits(raw, scales, zp, layout, label, out);
     return { data, dims: [q.K!, q.N!] };
   } else {
     const codes = decodeNumbers(raw, info.dataType, info.elements, p.storedName, list);
@@ -1176,7 +1194,8 @@ function materialize(
       // A quantized Gather dequantizes rows of the gathered output: its axis is the table's last.
       if (axis >= info.dims.length || scale.length !== info.dims[axis]) axis = info.dims.length - 1;
     }
-    data = dequantizeLinear(codes, scale, zp, { dims: info.dims, axis, blockSize: q.blockSize ?? 0 }, label);
+    const layout = { dims: info.dims, axis, blockSize: q.blockSize ?? 0 };
+    data = dequantizeLinear(codes, scale, zp, layout, label, out?.length === codes.length ? out : undefined);
   }
   if (canonical && p.transposed && dims.length === 2) {
     data = transpose2d(data, dims[0], dims[1]);
@@ -1340,9 +1359,11 @@ export interface TensorStats {
 
 /**
  * Count, mean, std, min, max, L2 norm, mean |x|, fraction near zero and a
- * histogram of a tensor. One float64 pass for the moments (sums shifted by the
- * first value, which keeps the variance of offset data such as gains near 1
- * accurate), a second only for the histogram.
+ * histogram of a tensor. Sums accumulate in float64, shifted by a value of the
+ * tensor (its min, or its first value), which keeps the variance of offset data
+ * such as gains near 1 accurate. With WebAssembly SIMD (lib/_stats.ts) the
+ * moments and the histogram share one pass (after one for min and max when the
+ * histogram spans them); otherwise plain JavaScript loops give the same figures.
  *
  * @param values a tensor or its data
  * @param options near-zero threshold, histogram bins and range
@@ -1361,25 +1382,26 @@ export function tensorStats(values: Tensor | Float32Array, options: StatsOptions
   if (!(d instanceof Float32Array)) {
     throw new TypeError("tensorStats(): pass a Tensor or a Float32Array");
   }
+  return statsOf(d, options);
+}
+
+/** tensorStats() over float32 values given as an array or as their bytes (e.g. a view into the model file). */
+function statsOf(src: FloatSource, options: StatsOptions): TensorStats {
   const thr = options.nearZero ?? 1e-3;
   if (!(thr >= 0)) throw new RangeError(`tensorStats(): nearZero must be ≥ 0, got ${thr}`);
   const bins = options.bins ?? 32;
   if (!Number.isInteger(bins) || bins < 0) {
     throw new RangeError(`tensorStats(): bins must be a non-negative integer, got ${bins}`);
   }
-  const n = d.length;
-  let shift = 0;
-  for (let i = 0; i < n; i++) {
-    if (Number.isFinite(d[i])) {
-      shift = d[i];
-      break;
+  const range = options.range;
+  if (bins > 0 && range !== undefined) {
+    const [lo, hi] = range;
+    if (!Number.isFinite(lo) || !Number.isFinite(hi) || !(hi > lo)) {
+      throw new RangeError(`tensorStats(): range must be finite [lo, hi] with hi > lo, got [${lo}, ${hi}]`);
     }
   }
-  const m = MOMENTS;
-  momentsFast(d, shift, thr, m);
-  // A NaN or ±Infinity poisons the branch-free sums: redo the pass skipping them.
-  if (!Number.isFinite(m[0] + m[1] + m[3] + m[4])) momentsSkipping(d, shift, thr, m);
-  const [s, s2, sa, mn, mx, nz, bad] = m;
+  const m = tensorSums(src, thr, bins > 0 ? { bins, range } : null);
+  const { shift, sum: s, sumSq: s2, count: n, nonFinite: bad } = m;
   const k = n - bad;
   const mean = k > 0 ? shift + s / k : NaN;
   const variance = k > 0 ? Math.max(0, (s2 - (s * s) / k) / k) : NaN;
@@ -1388,114 +1410,22 @@ export function tensorStats(values: Tensor | Float32Array, options: StatsOptions
     count: n,
     mean,
     std: Math.sqrt(variance),
-    min: k > 0 ? mn : NaN,
-    max: k > 0 ? mx : NaN,
+    min: k > 0 ? m.min : NaN,
+    max: k > 0 ? m.max : NaN,
     l2: Math.sqrt(Math.max(0, sumSq)),
-    meanAbs: k > 0 ? sa / k : NaN,
-    nearZero: n > 0 ? nz / n : 0,
+    meanAbs: k > 0 ? m.sumAbs / k : NaN,
+    nearZero: n > 0 ? m.nearZero / n : 0,
     nearZeroThreshold: thr,
     nonFinite: bad,
   };
-  if (bins > 0) out.histogram = histogramOf(d, bins, options.range, k > 0 ? mn : 0, k > 0 ? mx : 0, bad === 0);
+  if (m.histogram !== undefined) {
+    const { lo, hi, counts, outside } = m.histogram;
+    const edges: number[] = [];
+    for (let i = 0; i <= bins; i++) edges.push(lo + (hi - lo) * (i / bins));
+    edges[bins] = hi;
+    out.histogram = { edges, counts: Array.from(counts), outside };
+  }
   return out;
-}
-
-/** Scratch for the moment kernels: Σc, Σc², Σ|x|, min, max, near-zero count, non-finite count. */
-const MOMENTS = new Float64Array(7);
-
-/**
- * One branch-free pass (Math.min/max and a conditional add compile to selects;
- * data-dependent branches made this loop several times slower). Sums are of
- * `c = x − shift`.
- */
-function momentsFast(d: Float32Array, shift: number, thr: number, out: Float64Array): void {
-  let s = 0, s2 = 0, sa = 0, mn = Infinity, mx = -Infinity, nz = 0;
-  const n = d.length;
-  for (let i = 0; i < n; i++) {
-    const v = d[i];
-    const c = v - shift;
-    s += c;
-    s2 += c * c;
-    const a = Math.abs(v);
-    sa += a;
-    nz += a <= thr ? 1 : 0;
-    mn = Math.min(mn, v);
-    mx = Math.max(mx, v);
-  }
-  out.set([s, s2, sa, mn, mx, nz, 0]);
-}
-
-/** The same sums, leaving out NaN and ±Infinity and counting them. */
-function momentsSkipping(d: Float32Array, shift: number, thr: number, out: Float64Array): void {
-  let s = 0, s2 = 0, sa = 0, mn = Infinity, mx = -Infinity, nz = 0, bad = 0;
-  const n = d.length;
-  for (let i = 0; i < n; i++) {
-    const v = d[i];
-    if (!Number.isFinite(v)) {
-      bad++;
-      continue;
-    }
-    const c = v - shift;
-    s += c;
-    s2 += c * c;
-    const a = Math.abs(v);
-    sa += a;
-    nz += a <= thr ? 1 : 0;
-    mn = Math.min(mn, v);
-    mx = Math.max(mx, v);
-  }
-  out.set([s, s2, sa, mn, mx, nz, bad]);
-}
-
-/**
- * Bin `i` holds the values with `floor((x − lo) · bins / (hi − lo)) = i`, i.e.
- * `[edges[i], edges[i+1])` up to rounding of the last bit; `hi` goes in the last bin.
- */
-function histogramOf(
-  d: Float32Array,
-  bins: number,
-  range: readonly [number, number] | undefined,
-  mn: number,
-  mx: number,
-  allFinite: boolean,
-): Histogram {
-  let lo: number, hi: number;
-  if (range) {
-    [lo, hi] = range;
-    if (!Number.isFinite(lo) || !Number.isFinite(hi) || !(hi > lo)) {
-      throw new RangeError(`tensorStats(): range must be finite [lo, hi] with hi > lo, got [${lo}, ${hi}]`);
-    }
-  } else if (mx > mn) {
-    lo = mn;
-    hi = mx;
-  } else {
-    lo = mn - 0.5;
-    hi = mn + 0.5;
-  }
-  const counts = new Float64Array(bins);
-  const scale = bins / (hi - lo);
-  const last = bins - 1;
-  let outside = 0;
-  const n = d.length;
-  if (range === undefined && allFinite) {
-    // Every value lies in [min, max]: no range test, only the clamp for x = max.
-    for (let i = 0; i < n; i++) {
-      const b = ((d[i] - lo) * scale) | 0;
-      counts[b > last ? last : b]++;
-    }
-  } else {
-    for (let i = 0; i < n; i++) {
-      const v = d[i];
-      if (v >= lo && v <= hi) {
-        const b = ((v - lo) * scale) | 0;
-        counts[b > last ? last : b]++;
-      } else if (Number.isFinite(v)) outside++;
-    }
-  }
-  const edges: number[] = [];
-  for (let i = 0; i <= bins; i++) edges.push(lo + (hi - lo) * (i / bins));
-  edges[bins] = hi;
-  return { edges, counts: Array.from(counts), outside };
 }
 
 /**
@@ -1725,8 +1655,7 @@ export interface InspectOptions extends StatsOptions, ListParametersOptions {
   reference?: ParamMap;
 }
 
-function storedByteSize(list: ListParametersResult, p: ParamInfo): number {
-  const info = list.onnx.initializers.find((i) => i.name === p.storedName)!;
+function storedByteSize(info: InitializerInfo): number {
   const per: Record<number, number> = { 1: 4, 10: 2, 16: 2, 11: 8, 2: 1, 3: 1, 21: 0.5, 22: 0.5 };
   return Math.ceil(info.elements * (per[info.dataType] ?? 4));
 }
@@ -1736,6 +1665,12 @@ function storedByteSize(list: ListParametersResult, p: ParamInfo): number {
  * time, and a per-layer summary of weights, biases and gains side by side.
  * Quantized and half-precision tensors also get their error bound, and their
  * actual error when `reference` holds the float originals.
+ *
+ * Speed: float32 tensors are read where they lie in the file's bytes and the
+ * others are dequantized straight into the WebAssembly statistics kernels'
+ * memory; given a path, the file itself is read (synchronously) into that
+ * memory, reused from call to call. `bench/inspect_bench.ts` compares the
+ * throughput with a plain read of the file.
  *
  * @param source where the weights are (default: the bundled model)
  * @param options stats settings, a name filter, float references
@@ -1752,16 +1687,42 @@ export async function inspectWeights(
   source: WeightSource = bundledModelPath(),
   options: InspectOptions = {},
 ): Promise<InspectResult> {
-  const list = await listParameters(source, options);
+  // A path is read into the statistics kernels' memory, so float32 tensors are summed where they lie; nothing
+  // in the result refers to those bytes, and the lease ends with this call.
+  const lease: { held?: FileLease } = {};
+  try {
+    const list = typeof source === "string"
+      ? await openPath(source, options, lease)
+      : await listParameters(source, options);
+    return inspectList(list, options);
+  } finally {
+    lease.held?.release();
+  }
+}
+
+function inspectList(list: ListParametersResult, options: InspectOptions): InspectResult {
   const rows: InspectRow[] = [];
-  const scratch = { bytes: new Uint8Array(0) };
+  const infos = new Map(list.onnx.initializers.map((i) => [i.name, i]));
   let total = 0, storedBytes = 0;
   for (const p of list.params) {
     if (options.filter && !options.filter.test(p.name)) continue;
     const ref = options.reference?.get(p.name);
-    const needCanonical = ref !== undefined;
-    const t = materialize(list, p, needCanonical, false, scratch);
-    const stats = tensorStats(t, options);
+    const info = infos.get(p.storedName)!;
+    // Plain float32: statistics straight from the stored bytes, at any alignment (no per-tensor copy here).
+    const raw = p.quantization === null && info.dataType === DataType.FLOAT && ref === undefined
+      ? tensorBytes(list.onnx, p.storedName)
+      : undefined;
+    let t: Tensor | undefined;
+    let stats: TensorStats;
+    if (raw !== undefined && raw.byteLength >= info.elements * 4) {
+      stats = statsOf(raw.subarray(0, info.elements * 4), options);
+    } else {
+      // Dequantized into the kernels' memory, where they are read without a copy (unless a reference needs the
+      // canonical order, which takes a transpose).
+      const into = ref === undefined ? stageFloats(p.elements) ?? undefined : undefined;
+      t = materialize(list, p, ref !== undefined, false, into);
+      stats = tensorStats(t, options);
+    }
     const row: InspectRow = {
       name: p.name,
       shape: p.shape,
@@ -1776,12 +1737,12 @@ export async function inspectWeights(
       stats,
     };
     if (p.layer !== undefined) row.layer = p.layer;
-    if (p.quantization !== null || p.dtype === "float16" || p.dtype === "bfloat16") {
+    if (t !== undefined && (p.quantization !== null || p.dtype === "float16" || p.dtype === "bfloat16")) {
       row.quantError = quantErrorOf(list, p, t, stats, ref);
     }
     rows.push(row);
     total += p.elements;
-    storedBytes += storedByteSize(list, p);
+    storedBytes += storedByteSize(info);
   }
   return {
     path: list.path,

@@ -46,7 +46,7 @@ const presets: Record<
   string,
   { config: Gpt2Config; categories?: string[]; minutes: number; batch: number; lr: number }
 > = {
-  bundled: { config: { ...BUNDLED_ARCH }, minutes: 75, batch: 8, lr: 3e-3 },
+  bundled: { config: { ...BUNDLED_ARCH }, minutes: 55, batch: 16, lr: 3e-3 },
   tiny: {
     config: {
       family: "gpt2",

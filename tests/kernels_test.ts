@@ -1,8 +1,24 @@
 /**
- * Unit tests of lib/_kernels.ts against naive float64 loops written here from the formulas.
+ * Unit tests of lib/_kernels.ts against naive loops written here from the formulas: float64
+ * products (with the float32 summation error bound), and float32 in-order sums emulated with
+ * Math.fround for the bit-exact checks of the WebAssembly SIMD engine; and of the small
+ * WebAssembly assembler it is built with (lib/_wasm.ts).
  */
-import { assert, assertAlmostEquals, assertEquals } from "@std/assert";
-import { geluTanh, layerNorm, matmul, matmulTransposed, rmsNorm, silu, softmaxInPlace } from "../lib/_kernels.ts";
+import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
+import {
+  createSimdMatmul,
+  geluTanh,
+  layerNorm,
+  matmul,
+  matmulJs,
+  matmulTransposed,
+  matmulTransposedJs,
+  rmsNorm,
+  silu,
+  SIMD_MIN_WEIGHTS,
+  softmaxInPlace,
+} from "../lib/_kernels.ts";
+import { compileWasm, get, i32, i32Store, sleb, uleb, wasmModule } from "../lib/_wasm.ts";
 
 /** Seeded LCG (Numerical Recipes constants), uniform on [-1, 1). */
 function lcg(seed: number): () => number {
@@ -19,14 +35,17 @@ function randomArray(n: number, rnd: () => number): Float32Array {
   return a;
 }
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assertEquals(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
+/** A weight `[inDim, outDim]` from its transpose `[outDim, inDim]`. */
+function untranspose(wT: Float32Array, inDim: number, outDim: number): Float32Array {
+  const w = new Float32Array(inDim * outDim);
+  for (let j = 0; j < outDim; j++) for (let k = 0; k < inDim; k++) w[k * outDim + j] = wT[j * inDim + k];
+  return w;
 }
 
-/** out[r][j] = Σ_k inp[r][k]·w[k][j] + b[j], in float64. */
+/**
+ * out[r][j] = Σ_k inp[r][k]·w[k][j] + b[j] in float64, with `scale[r][j] = Σ_k |inp·w| + |b|`, the
+ * size the float32 rounding error is measured against.
+ */
 function naiveMatmul(
   inp: Float32Array,
   w: Float32Array,
@@ -34,18 +53,80 @@ function naiveMatmul(
   rows: number,
   inDim: number,
   outDim: number,
-): number[] {
-  const out: number[] = [];
+): { value: Float64Array; scale: Float64Array } {
+  const value = new Float64Array(rows * outDim), scale = new Float64Array(rows * outDim);
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < outDim; j++) {
-      let s = b ? b[j] : 0;
-      for (let k = 0; k < inDim; k++) s += inp[r * inDim + k] * w[k * outDim + j];
-      out.push(s);
+      let s = b ? b[j] : 0, a = b ? Math.abs(b[j]) : 0;
+      for (let k = 0; k < inDim; k++) {
+        const p = inp[r * inDim + k] * w[k * outDim + j];
+        s += p;
+        a += Math.abs(p);
+      }
+      value[r * outDim + j] = s;
+      scale[r * outDim + j] = a;
+    }
+  }
+  return { value, scale };
+}
+
+/**
+ * Float32 sums taken in order over k, each step rounded to float32 (`fused`: one rounding of
+ * `s + a·w`; otherwise the product is rounded first), bias added last: what every SIMD lane
+ * computes for one output.
+ */
+function float32InOrder(
+  inp: Float32Array,
+  w: Float32Array,
+  b: Float32Array | null,
+  rows: number,
+  inDim: number,
+  outDim: number,
+  fused: boolean,
+): Float32Array {
+  const out = new Float32Array(rows * outDim);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < outDim; j++) {
+      let s = 0;
+      for (let k = 0; k < inDim; k++) {
+        const a = inp[r * inDim + k], x = w[k * outDim + j];
+        s = fused ? fusedMultiplyAdd32(a, x, s) : Math.fround(s + Math.fround(a * x));
+      }
+      out[r * outDim + j] = b ? Math.fround(s + b[j]) : s;
     }
   }
   return out;
 }
 
+/**
+ * `fround(a·x + s)` rounded once (as an FMA does) for float32 `a`, `x`, `s`: the product is exact
+ * in float64, and the float64 sum is corrected where rounding it to float64 made a float32 tie.
+ */
+function fusedMultiplyAdd32(a: number, x: number, s: number): number {
+  const p = a * x, hi = p + s;
+  const bb = hi - p, lo = (p - (hi - bb)) + (s - bb); // TwoSum: hi + lo = p + s exactly
+  const r = Math.fround(hi), d = hi - r;
+  if (lo === 0 || d === 0) return r;
+  const other = r + 2 * d; // hi is a tie iff it lies halfway between r and another float32
+  if (Math.fround(other) !== other) return r;
+  return Math.sign(lo) === Math.sign(d) ? Math.fround(other) : r;
+}
+
+function assertWithinBound(
+  out: Float32Array,
+  ref: { value: Float64Array; scale: Float64Array },
+  inDim: number,
+  what: string,
+): void {
+  assertEquals(out.length, ref.value.length);
+  // float32 sums in order: |error| ≤ (inDim + 2)·2⁻²⁴·(Σ|inp·w| + |b|) (the engines' stated bound)
+  for (let i = 0; i < out.length; i++) {
+    const err = Math.abs(out[i] - ref.value[i]), bound = (inDim + 2) * 2 ** -24 * ref.scale[i];
+    assert(err <= bound, `${what}: element ${i} is ${out[i]}, float64 ${ref.value[i]}, error ${err} > bound ${bound}`);
+  }
+}
+
+/** [rows, inDim, outDim]; the JavaScript engine's remainders, then SIMD tiles, blocks and paddings. */
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [1, 16, 4],
@@ -55,11 +136,21 @@ const SHAPES: [number, number, number][] = [
   [8, 16, 12],
   [9, 33, 70],
   [17, 64, 3],
-  [6, 20, 261], // several column tiles, the last one ragged
+  [6, 20, 261], // JavaScript: several column tiles, the last one ragged
   [5, 3, 130],
+  [1, 32, 32], // the smallest weight that takes the SIMD engine
+  [2, 33, 40], // columns padded to 48, one 2-row tile
+  [5, 64, 17],
+  [6, 17, 100], // one full 6-row slab
+  [7, 300, 70], // inner dimension over one 256 block; one row left over
+  [13, 257, 33],
+  [12, 5, 1030], // over two 512-column blocks, ragged
+  [64, 128, 96],
+  [3, 520, 530],
+  [20, 1, 2048],
 ];
 
-Deno.test("matmul() equals a float64 i-j-k product for every row/column remainder", () => {
+Deno.test("matmul() is within the float32 summation bound of a float64 product for every shape, bias or not", () => {
   const rnd = lcg(1);
   for (const [rows, inDim, outDim] of SHAPES) {
     for (const withBias of [false, true]) {
@@ -67,39 +158,122 @@ Deno.test("matmul() equals a float64 i-j-k product for every row/column remainde
       const b = withBias ? randomArray(outDim, rnd) : null;
       const out = new Float32Array(rows * outDim).fill(99); // stale values must be overwritten
       matmul(out, inp, w, b, rows, inDim, outDim);
-      const diff = maxAbsDiff(out, naiveMatmul(inp, w, b, rows, inDim, outDim));
-      assert(diff < 1e-5, `[${rows}, ${inDim}]·[${inDim}, ${outDim}] bias=${withBias}: max diff ${diff}`);
+      assertWithinBound(out, naiveMatmul(inp, w, b, rows, inDim, outDim), inDim, `[${rows}, ${inDim}, ${outDim}] ${b}`);
     }
   }
 });
 
-Deno.test("matmulTransposed() equals a float64 product with the transposed matrix", () => {
+Deno.test("matmulTransposed() is within the float32 summation bound of a float64 product with the transpose", () => {
   const rnd = lcg(2);
   for (const [rows, inDim, outDim] of SHAPES) {
     for (const withBias of [false, true]) {
       const inp = randomArray(rows * inDim, rnd), wT = randomArray(outDim * inDim, rnd);
       const b = withBias ? randomArray(outDim, rnd) : null;
-      const w = new Float32Array(inDim * outDim);
-      for (let j = 0; j < outDim; j++) for (let k = 0; k < inDim; k++) w[k * outDim + j] = wT[j * inDim + k];
       const out = new Float32Array(rows * outDim).fill(-7);
       matmulTransposed(out, inp, wT, b, rows, inDim, outDim);
-      const diff = maxAbsDiff(out, naiveMatmul(inp, w, b, rows, inDim, outDim));
-      assert(diff < 1e-5, `[${rows}, ${inDim}]·[${outDim}, ${inDim}]ᵀ bias=${withBias}: max diff ${diff}`);
+      const ref = naiveMatmul(inp, untranspose(wT, inDim, outDim), b, rows, inDim, outDim);
+      assertWithinBound(out, ref, inDim, `[${rows}, ${inDim}]·[${outDim}, ${inDim}]ᵀ bias=${withBias}`);
     }
   }
 });
 
-Deno.test("matmul() works on subarray views and leaves the rest of out untouched", () => {
+Deno.test("matmulJs() and matmulTransposedJs() round a float64 sum once", () => {
+  const rnd = lcg(12);
+  for (const [rows, inDim, outDim] of SHAPES) {
+    const inp = randomArray(rows * inDim, rnd), wT = randomArray(outDim * inDim, rnd), b = randomArray(outDim, rnd);
+    const w = untranspose(wT, inDim, outDim);
+    const ref = naiveMatmul(inp, w, b, rows, inDim, outDim).value;
+    const a = new Float32Array(rows * outDim), t = new Float32Array(rows * outDim);
+    matmulJs(a, inp, w, b, rows, inDim, outDim);
+    matmulTransposedJs(t, inp, wT, b, rows, inDim, outDim);
+    for (let i = 0; i < ref.length; i++) {
+      // a float64 sum differs from the exact one by far less than float32's half ulp
+      assert(Math.abs(a[i] - ref[i]) <= 2 ** -24 * Math.abs(ref[i]) * 1.001, `matmulJs element ${i}`);
+      assert(Math.abs(t[i] - ref[i]) <= 2 ** -24 * Math.abs(ref[i]) * 1.001, `matmulTransposedJs element ${i}`);
+    }
+  }
+});
+
+Deno.test("the SIMD engine equals float32 in-order sums bit for bit, unfused and fused", () => {
+  const rnd = lcg(13);
+  const plain = createSimdMatmul(false), fused = createSimdMatmul(true);
+  assert(plain && fused, "Deno has WebAssembly SIMD and relaxed SIMD");
+  assertEquals([plain.fused, fused.fused, createSimdMatmul()?.fused], [false, true, true]);
+  for (const [rows, inDim, outDim] of SHAPES) {
+    for (const transposed of [false, true]) {
+      const inp = randomArray(rows * inDim, rnd), wT = randomArray(outDim * inDim, rnd), b = randomArray(outDim, rnd);
+      const w = untranspose(wT, inDim, outDim);
+      const operand = transposed ? wT : w, label = `[${rows}, ${inDim}, ${outDim}] transposed=${transposed}`;
+      const out = new Float32Array(rows * outDim);
+      assert(plain.run(out, inp, operand, b, rows, inDim, outDim, transposed));
+      assertEquals(out, float32InOrder(inp, w, b, rows, inDim, outDim, false), `unfused ${label}`);
+      // relaxed_madd may or may not fuse (V8 fuses where the CPU has FMA); either way, the whole product agrees
+      assert(fused.run(out, inp, operand, b, rows, inDim, outDim, transposed));
+      const wantFused = float32InOrder(inp, w, b, rows, inDim, outDim, true);
+      const wantUnfused = float32InOrder(inp, w, b, rows, inDim, outDim, false);
+      assert(
+        out.every((v, i) => Object.is(v, wantFused[i])) || out.every((v, i) => Object.is(v, wantUnfused[i])),
+        `relaxed ${label}`,
+      );
+    }
+  }
+});
+
+Deno.test("fusedMultiplyAdd32() (the test's FMA emulation) rounds once, unlike product-then-sum", () => {
+  // (1 + 2⁻¹²)² = 1 + 2⁻¹¹ + 2⁻²⁴: rounding the product first loses the 2⁻²⁴, one rounding keeps it
+  const a = 1 + 2 ** -12, s = -(1 + 2 ** -11);
+  assertEquals(fusedMultiplyAdd32(a, a, s), 2 ** -24);
+  assertEquals(Math.fround(s + Math.fround(a * a)), 0);
+  // (1 + 2⁻¹⁸)(64 − 2⁻¹²) + 2³⁰ + 128 = 2³⁰ + 192 − 2⁻³⁰, just under a float32 tie: the float64 sum rounds
+  // onto the tie (then to even, 2³⁰ + 256); one rounding gives 2³⁰ + 128
+  const [x, y, z] = [1 + 2 ** -18, 64 - 2 ** -12, 2 ** 30 + 128];
+  assertEquals([Math.fround(x), Math.fround(y), Math.fround(z)], [x, y, z]);
+  assertEquals(fusedMultiplyAdd32(x, y, z), 2 ** 30 + 128);
+  assertEquals(Math.fround(x * y + z), 2 ** 30 + 256);
+});
+
+Deno.test("matmul() gives each row the same bits whether it is computed alone or with the other rows", () => {
+  const rnd = lcg(14);
+  for (const [rows, inDim, outDim] of [[13, 96, 288], [7, 40, 50], [9, 8, 8]] as const) {
+    for (const transposed of [false, true]) {
+      const inp = randomArray(rows * inDim, rnd), w = randomArray(inDim * outDim, rnd), b = randomArray(outDim, rnd);
+      const all = new Float32Array(rows * outDim), one = new Float32Array(outDim);
+      (transposed ? matmulTransposed : matmul)(all, inp, w, b, rows, inDim, outDim);
+      for (let r = 0; r < rows; r++) {
+        (transposed ? matmulTransposed : matmul)(one, inp.subarray(r * inDim), w, b, 1, inDim, outDim);
+        assertEquals(one, all.subarray(r * outDim, (r + 1) * outDim), `row ${r} of [${rows}, ${inDim}, ${outDim}]`);
+      }
+    }
+  }
+});
+
+Deno.test("matmul() works on unaligned subarray views and leaves the rest of out untouched", () => {
   const rnd = lcg(3);
-  const rows = 5, inDim = 6, outDim = 7;
-  const big = randomArray(1000, rnd);
-  const inp = big.subarray(10, 10 + rows * inDim), w = big.subarray(100, 100 + inDim * outDim);
-  const b = big.subarray(500, 500 + outDim);
-  const outBuf = new Float32Array(rows * outDim + 8).fill(3);
-  matmul(outBuf.subarray(4, 4 + rows * outDim), inp, w, b, rows, inDim, outDim);
-  const diff = maxAbsDiff(outBuf.subarray(4, 4 + rows * outDim), naiveMatmul(inp, w, b, rows, inDim, outDim));
-  assert(diff < 1e-5, `max diff ${diff}`);
-  assertEquals([...outBuf.subarray(0, 4), ...outBuf.subarray(4 + rows * outDim)], [3, 3, 3, 3, 3, 3, 3, 3]);
+  for (const [rows, inDim, outDim] of [[5, 6, 7], [7, 33, 50], [13, 64, 96]] as const) {
+    for (const transposed of [false, true]) {
+      const big = randomArray(20000, rnd);
+      const inp = big.subarray(3, 3 + rows * inDim), w = big.subarray(9001, 9001 + inDim * outDim);
+      const b = big.subarray(17001, 17001 + outDim);
+      const outBuf = new Float32Array(rows * outDim + 9).fill(3);
+      const out = outBuf.subarray(5, 5 + rows * outDim);
+      (transposed ? matmulTransposed : matmul)(out, inp, w, b, rows, inDim, outDim);
+      const ref = naiveMatmul(inp, transposed ? untranspose(w, inDim, outDim) : w, b, rows, inDim, outDim);
+      assertWithinBound(out, ref, inDim, `views [${rows}, ${inDim}, ${outDim}] transposed=${transposed}`);
+      assertEquals([...outBuf.subarray(0, 5), ...outBuf.subarray(5 + rows * outDim)], new Array(9).fill(3));
+    }
+  }
+});
+
+Deno.test("matmul() reads only the first rows·inDim inputs of a longer array", () => {
+  const rnd = lcg(15);
+  const rows = 6, inDim = 40, outDim = 48;
+  const inp = randomArray(rows * inDim, rnd), w = randomArray(inDim * outDim, rnd);
+  const longer = new Float32Array(rows * inDim + 100).fill(NaN);
+  longer.set(inp);
+  const a = new Float32Array(rows * outDim), b = new Float32Array(rows * outDim);
+  matmul(a, inp, w, null, rows, inDim, outDim);
+  matmul(b, longer, w, null, rows, inDim, outDim);
+  assertEquals(b, a);
 });
 
 Deno.test("matmul() propagates NaN from the weights even where the input is zero", () => {
@@ -107,6 +281,151 @@ Deno.test("matmul() propagates NaN from the weights even where the input is zero
   matmul(out, new Float32Array([0, 1]), new Float32Array([NaN, 1, 2, 3]), null, 1, 2, 2);
   assert(Number.isNaN(out[0]), "0·NaN must be NaN as in IEEE arithmetic");
   assertEquals(out[1], 3);
+  // the same in the SIMD engine: one NaN weight poisons its column only
+  const rows = 7, inDim = 40, outDim = 50;
+  const w = new Float32Array(inDim * outDim).fill(0.5);
+  w[3 * outDim + 11] = NaN;
+  const big = new Float32Array(rows * outDim);
+  matmul(big, new Float32Array(rows * inDim), w, null, rows, inDim, outDim);
+  for (let i = 0; i < big.length; i++) assertEquals(Number.isNaN(big[i]), i % outDim === 11, `element ${i}`);
+});
+
+Deno.test("matmul() stays correct when a large product is followed by smaller ragged ones", () => {
+  const rnd = lcg(16);
+  const shapes: [number, number, number][] = [[70, 300, 600], [5, 33, 47], [1, 64, 17], [11, 257, 31], [2, 32, 32]];
+  for (const [rows, inDim, outDim] of shapes) {
+    for (const transposed of [false, true]) {
+      const inp = randomArray(rows * inDim, rnd), w = randomArray(inDim * outDim, rnd);
+      const out = new Float32Array(rows * outDim);
+      (transposed ? matmulTransposed : matmul)(out, inp, w, null, rows, inDim, outDim);
+      const ref = naiveMatmul(inp, transposed ? untranspose(w, inDim, outDim) : w, null, rows, inDim, outDim);
+      assertWithinBound(out, ref, inDim, `[${rows}, ${inDim}, ${outDim}] transposed=${transposed}`);
+    }
+  }
+});
+
+Deno.test("matmul() and matmulTransposed() give the bias (or zeros) for an empty inner dimension", () => {
+  const out = new Float32Array(6).fill(5);
+  matmul(out, new Float32Array(0), new Float32Array(0), new Float32Array([1, 2, 3]), 2, 0, 3);
+  assertEquals(Array.from(out), [1, 2, 3, 1, 2, 3]);
+  matmulTransposed(out, new Float32Array(0), new Float32Array(0), null, 2, 0, 3);
+  assertEquals(Array.from(out), [0, 0, 0, 0, 0, 0]);
+  const simd = createSimdMatmul()!, wide = new Float32Array(2 * 40).fill(5), bias = new Float32Array(40).fill(-2);
+  assert(simd.run(wide, new Float32Array(0), new Float32Array(0), bias, 2, 0, 40, false));
+  assertEquals(Array.from(wide), new Array(80).fill(-2));
+});
+
+Deno.test("the SIMD engine declines a product over its 2 GiB memory and writes nothing", () => {
+  const simd = createSimdMatmul()!;
+  const out = new Float32Array(4).fill(1);
+  // a [2¹⁶, 2¹⁴] weight alone is 4 GiB: run() must answer false before touching the (too short) arrays
+  assertEquals(simd.run(out, new Float32Array(4), new Float32Array(4), null, 1, 1 << 16, 1 << 14, false), false);
+  assertEquals(Array.from(out), [1, 1, 1, 1]);
+  assert(simd.memoryBytes() < 2 ** 31);
+});
+
+Deno.test("matmul() takes the SIMD engine from SIMD_MIN_WEIGHTS weights on", () => {
+  // The engines differ in rounding (float32 in-order sums vs one float64 rounding); inputs chosen so they
+  // differ here show which one ran: the SIMD result equals the float32 emulation.
+  const rnd = lcg(17);
+  const side = Math.sqrt(SIMD_MIN_WEIGHTS);
+  for (const [inDim, outDim, simd] of [[side, side, true], [side, side - 1, false]] as const) {
+    const rows = 3, inp = randomArray(rows * inDim, rnd), w = randomArray(inDim * outDim, rnd);
+    const out = new Float32Array(rows * outDim), js = new Float32Array(rows * outDim);
+    matmul(out, inp, w, null, rows, inDim, outDim);
+    matmulJs(js, inp, w, null, rows, inDim, outDim);
+    const f32 = [true, false].map((fused) => float32InOrder(inp, w, null, rows, inDim, outDim, fused));
+    const same = (a: Float32Array, b: Float32Array) => a.every((v, i) => Object.is(v, b[i]));
+    assert(f32.every((f) => !same(f, js)), "the inputs must tell the engines apart");
+    assert(simd ? f32.some((f) => same(out, f)) : same(out, js), `${inDim}×${outDim} weight: simd=${simd}`);
+  }
+});
+
+Deno.test("matmul() in a Web Worker gives the same bits as on the main thread", async () => {
+  const kernels = new URL("../lib/_kernels.ts", import.meta.url).href;
+  const code = `import { matmul, matmulTransposed } from ${JSON.stringify(kernels)};
+self.onmessage = (e) => {
+  const { inp, w, rows, inDim, outDim } = e.data;
+  const a = new Float32Array(rows * outDim), b = new Float32Array(rows * outDim);
+  matmul(a, inp, w, null, rows, inDim, outDim);
+  matmulTransposed(b, inp, w, null, rows, inDim, outDim);
+  self.postMessage({ a, b });
+};`;
+  const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+  const worker = new Worker(url, { type: "module" });
+  try {
+    const rnd = lcg(18);
+    const rows = 19, inDim = 70, outDim = 90;
+    const inp = randomArray(rows * inDim, rnd), w = randomArray(inDim * outDim, rnd);
+    const got = await new Promise<{ a: Float32Array; b: Float32Array }>((resolve, reject) => {
+      worker.onmessage = (e) => resolve(e.data);
+      worker.onerror = (e) => reject(new Error(e.message));
+      worker.postMessage({ inp, w, rows, inDim, outDim });
+    });
+    const a = new Float32Array(rows * outDim), b = new Float32Array(rows * outDim);
+    matmul(a, inp, w, null, rows, inDim, outDim);
+    matmulTransposed(b, inp, w, null, rows, inDim, outDim);
+    assertEquals(got.a, a);
+    assertEquals(got.b, b);
+  } finally {
+    worker.terminate();
+    URL.revokeObjectURL(url);
+  }
+});
+
+Deno.test("matmul() and matmulTransposed() reject bad shapes and arrays, naming them", () => {
+  const f = (n: number) => new Float32Array(n);
+  assertThrows(() => matmul(f(6), f(5), f(6), null, 2, 3, 3), RangeError, "inp has 5 elements but the shape needs 6");
+  assertThrows(() => matmul(f(5), f(6), f(9), null, 2, 3, 3), RangeError, "out has 5 elements");
+  assertThrows(() => matmul(f(6), f(6), f(8), null, 2, 3, 3), RangeError, "weight has 8 elements");
+  assertThrows(() => matmulTransposed(f(6), f(6), f(8), null, 2, 3, 3), RangeError, "weightT has 8 elements");
+  assertThrows(() => matmul(f(6), f(6), f(9), f(2), 2, 3, 3), RangeError, "bias has 2 elements");
+  assertThrows(() => matmul(f(6), f(6), f(9), null, -1, 3, 3), RangeError, "rows must be a non-negative integer");
+  assertThrows(() => matmul(f(6), f(6), f(9), null, 2, 1.5, 3), RangeError, "inDim must be a non-negative integer");
+  assertThrows(() => matmulTransposed(f(6), f(6), f(9), null, 2, 3, NaN), RangeError, "outDim must be");
+  const notFloat = new Float64Array(6) as unknown as Float32Array;
+  assertThrows(() => matmul(f(6), notFloat, f(9), null, 2, 3, 3), TypeError, "inp must be a Float32Array");
+});
+
+Deno.test("uleb() and sleb() encode LEB128 as the published worked examples and at the byte boundaries", () => {
+  // 624485 and -123456 are the worked examples of the Wikipedia article on LEB128
+  assertEquals(uleb(624485), [0xe5, 0x8e, 0x26]);
+  assertEquals(sleb(-123456), [0xc0, 0xbb, 0x78]);
+  const unsigned: [number, number[]][] = [[0, [0]], [127, [0x7f]], [128, [0x80, 0x01]], [2 ** 32 - 1, [
+    0xff,
+    0xff,
+    0xff,
+    0xff,
+    0x0f,
+  ]]];
+  for (const [v, bytes] of unsigned) assertEquals(uleb(v), bytes, `uleb(${v})`);
+  const signed: [number, number[]][] = [[0, [0]], [63, [0x3f]], [64, [0xc0, 0x00]], [-1, [0x7f]], [-64, [0x40]], [-65, [
+    0xbf,
+    0x7f,
+  ]]];
+  for (const [v, bytes] of signed) assertEquals(sleb(v), bytes, `sleb(${v})`);
+});
+
+Deno.test("wasmModule() builds modules whose exports run; compileWasm() gives null for rejected bytes", () => {
+  // put(p, v): memory[p] = v; add(p): memory[p] += 5 (as i32), two functions of different arity
+  const put = { name: "put", params: 2, i32Locals: 0, v128Locals: 0, body: [...get(0), ...get(1), ...i32Store()] };
+  // deno-fmt-ignore
+  const addBody = [...get(0), ...get(0), 0x28, 2, 0, ...i32(5), 0x6a, ...i32Store()]; // i32.load, i32.add
+  const add = { name: "add", params: 1, i32Locals: 0, v128Locals: 0, body: addBody };
+  const module = compileWasm(() => wasmModule([put, add]));
+  assert(module, "a valid module compiles");
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const ex = new WebAssembly.Instance(module, { env: { memory } }).exports as Record<string, (...a: number[]) => void>;
+  ex.put(8, -3);
+  ex.add(8);
+  assertEquals(new Int32Array(memory.buffer, 8, 1)[0], 2);
+  assertEquals(compileWasm(() => new Uint8Array([0, 0x61, 0x73, 0x6d, 2, 0, 0, 0])), null); // unknown version
+  assertEquals(
+    compileWasm(() => {
+      throw new Error("builder failed");
+    }),
+    null,
+  );
 });
 
 Deno.test("layerNorm() equals (x - mean)/sqrt(var + eps)·gain + bias and reports mean and rstd", () => {
@@ -160,6 +479,10 @@ Deno.test("geluTanh() equals the tanh formula and approaches x and 0 in the tail
   assertAlmostEquals(out[6], 0.8411919906, 1e-6);
   assertAlmostEquals(out[8], 6, 1e-6);
   assertAlmostEquals(out[0], 0, 1e-6);
+  // far tails and special values: x, 0 (never NaN from ∞/∞ or ∞·0), the sign of zero, NaN
+  const special = new Float32Array([-1e4, -100, 100, 1e4, -0, NaN]);
+  geluTanh(special, special, special.length);
+  assertEquals(Array.from(special), [-0, -0, 100, 1e4, -0, NaN]);
 });
 
 Deno.test("silu() satisfies silu(x) - silu(-x) = x and silu(0) = 0", () => {
