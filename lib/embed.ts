@@ -1,6 +1,17 @@
 /**
  * Embeddings as vectors: cosine similarity, nearest neighbours and 2-D
- * projections (PCA) over rows of `Float32Array` tensors.
+ * projections (PCA) over rows of `Float32Array` tensors, and the embeddings of
+ * a loaded model they are usually applied to.
+ *
+ * Model level (a `Model` from `load.ts`; `tokenizerOnly` is enough for decoders):
+ * - {@linkcode tokenEmbeddings}: static rows of the input embedding matrix
+ *   `embed.tokens` for words or token ids (multi-token words averaged);
+ * - {@linkcode contextualEmbeddings}, {@linkcode wordInContext}: hidden states
+ *   of a sentence at a chosen block (reference forward pass for GPT-2/LLaMA,
+ *   transformers.js `last_hidden_state` for encoders), pooled per sentence or
+ *   taken at one word;
+ * - {@linkcode neighboursInVocabulary}: the nearest tokens of the whole vocabulary;
+ * - {@linkcode embeddingMap}: a PCA scatter of word groups.
  *
  * Shapes: a set of vectors is a `[n, d]` tensor (e.g. `[words, d_model]`); a
  * vocabulary is `[vocab, d_model]`.
@@ -31,7 +42,27 @@
  * @module
  */
 import { EigenvalueDecomposition, Matrix } from "ml-matrix";
-import type { Tensor } from "./types.ts";
+import { forward } from "./forward.ts";
+import type { Model } from "./load.ts";
+import { type Figure, scatter } from "./plot.ts";
+import { tokenize, type TokenizeResult } from "./tokenize.ts";
+import type { ArchConfig, ParamMap, Tensor } from "./types.ts";
+import { loadParams, readParameter } from "./weights.ts";
+import {
+  compileWasm,
+  f32Store,
+  forLoop,
+  get,
+  hsum,
+  i32,
+  i32Store,
+  OP,
+  set,
+  SIMD,
+  tee,
+  v128Load,
+  wasmModule,
+} from "./_wasm.ts";
 
 /** What to do with an all-zero vector, whose cosine is undefined. */
 export type ZeroVectorPolicy = "throw" | "nan";
@@ -446,6 +477,960 @@ export function pca(vectors: Tensor, options: PcaOptions = {}): PcaResult {
 }
 
 // ---------------------------------------------------------------------------
+// Embeddings of a model: token rows, contextual states, vocabulary neighbours, maps
+// ---------------------------------------------------------------------------
+
+/**
+ * What the model-level functions below read from a model. The {@linkcode Model}
+ * handle from `load.ts` satisfies it (with or without `tokenizerOnly`).
+ *
+ * @example
+ * ```ts
+ * import type { EmbeddingModel } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model: EmbeddingModel = await loadModel(undefined, { tokenizerOnly: true });
+ * console.log(model.arch?.dModel);
+ * ```
+ */
+export interface EmbeddingModel {
+  /** transformers.js tokenizer. */
+  tokenizer: Model["tokenizer"];
+  /** `config.json` as parsed. */
+  config: Record<string, unknown>;
+  /** The decoder architecture (GPT-2 or LLaMA family); absent for encoders such as BERT. */
+  arch?: ArchConfig;
+  /** transformers.js model; only encoder contextual embeddings need it (`null` with `tokenizerOnly`). */
+  model?: Model["model"];
+  /** The ONNX file whose initializers hold the weights. */
+  onnxPath: string;
+}
+
+/**
+ * What to do with a word the vocabulary cannot represent (see {@linkcode tokenEmbeddings}).
+ *
+ * @example
+ * ```ts
+ * import type { UnrepresentablePolicy } from "./embed.ts";
+ * const p: UnrepresentablePolicy = "skip";
+ * console.log(p);
+ * ```
+ */
+export type UnrepresentablePolicy = "throw" | "skip";
+
+/**
+ * Options for {@linkcode tokenEmbeddings}.
+ *
+ * @example
+ * ```ts
+ * import type { TokenEmbeddingsOptions } from "./embed.ts";
+ * const o: TokenEmbeddingsOptions = { leadingSpace: false, unrepresentable: "skip" };
+ * console.log(o.leadingSpace);
+ * ```
+ */
+export interface TokenEmbeddingsOptions {
+  /**
+   * Prepend a space to each word (`"table"` → `" table"`) before tokenizing, so that it is
+   * looked up as the token a word gets in the middle of a sentence. Default: `true` for
+   * byte-level BPE tokenizers (GPT-2 style, whose vocabulary spells the space as `Ġ`), where
+   * `" table"` and `"table"` are different tokens and the spaced one is the ordinary word;
+   * `false` otherwise (WordPiece ignores spaces; SentencePiece/Metaspace adds its own `▁`).
+   * A word that already starts with whitespace is left as it is.
+   */
+  leadingSpace?: boolean;
+  /**
+   * A word the vocabulary cannot represent: an empty or whitespace-only string, text that
+   * tokenizes to nothing, or text that tokenizes to the unknown token (WordPiece `[UNK]`).
+   * `"throw"` (default): a `RangeError` naming the word. `"skip"`: leave it out of `vectors`
+   * and `words`, and list it in `skipped` and `warnings`. If every word is skipped it throws.
+   */
+  unrepresentable?: UnrepresentablePolicy;
+  /** The `[vocab, d_model]` input embedding matrix. Default: `embed.tokens` read from `model.onnxPath`, once per model object. */
+  matrix?: Tensor;
+}
+
+/**
+ * One word of a {@linkcode TokenEmbeddingsResult}.
+ *
+ * @example
+ * ```ts
+ * import type { EmbeddedWord } from "./embed.ts";
+ * const w: EmbeddedWord = { index: 0, word: "astronaut", text: " astronaut", ids: [7105, 1680], tokens: ["Ġastron", "aut"], averaged: true };
+ * console.log(w.averaged);
+ * ```
+ */
+export interface EmbeddedWord {
+  /** Position of the word in the input list. */
+  index: number;
+  /** The word as given (for a token id: its decoded text). */
+  word: string;
+  /** The text that was tokenized (the word, with the leading space when one was added). */
+  text: string;
+  /** Token ids of `text`, without special tokens. */
+  ids: number[];
+  /** Token strings as the vocabulary spells them (`"Ġtable"`). */
+  tokens: string[];
+  /** Whether the word took several tokens and its vector is their mean. */
+  averaged: boolean;
+}
+
+/**
+ * Result of {@linkcode tokenEmbeddings}.
+ *
+ * @example
+ * ```ts
+ * import type { TokenEmbeddingsResult } from "./embed.ts";
+ * function rows(r: TokenEmbeddingsResult): number { return r.vectors.dims[0]; }
+ * console.log(typeof rows);
+ * ```
+ */
+export interface TokenEmbeddingsResult {
+  /** `[words, d_model]`: one row of the input embedding matrix per word (the mean of its rows if it took several). */
+  vectors: Tensor;
+  /** One entry per row of `vectors`, in input order. */
+  words: EmbeddedWord[];
+  /** Whether a leading space was added to words that did not start with whitespace. */
+  leadingSpace: boolean;
+  /** Words left out under `unrepresentable: "skip"`, with why. */
+  skipped: { index: number; word: string; reason: string }[];
+  /** Skipped words and tokenizer remarks (e.g. a special token typed in a word). */
+  warnings: string[];
+}
+
+/**
+ * Rows of a model's input embedding matrix (`embed.tokens`, `[vocab, d_model]`)
+ * for words or token ids: the static, context-free vectors a forward pass
+ * starts from. A word that splits into several tokens gets the mean of their
+ * rows (accumulated in float64), and its entry says `averaged: true`. A number
+ * is a token id and gives exactly that row.
+ *
+ * Byte-level BPE (GPT-2) has two tokens for most words, `"table"` (start of
+ * text) and `" table"` (inside a sentence); by default a space is prepended
+ * for such tokenizers, see {@linkcode TokenEmbeddingsOptions.leadingSpace}.
+ * A word the vocabulary cannot represent throws by default, or is skipped and
+ * reported, see {@linkcode TokenEmbeddingsOptions.unrepresentable}.
+ *
+ * @param model a loaded model (`loadModel(id, { tokenizerOnly: true })` is enough)
+ * @param words words (strings) or token ids (integers)
+ * @param options leading-space convention, unrepresentable-word policy, a preloaded matrix
+ * @returns `[n, d_model]` vectors and, per word, its ids, tokens and whether it was averaged
+ * @throws {RangeError} for an unrepresentable word (by default), an id outside the vocabulary, an empty list
+ * @throws {TypeError} for a word that is neither a string nor a number
+ * @example
+ * ```ts
+ * import { tokenEmbeddings } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model = await loadModel(undefined, { tokenizerOnly: true });
+ * const { vectors, words } = await tokenEmbeddings(model, ["table", "astronaut"]);
+ * console.log(vectors.dims, words.map((w) => [w.tokens, w.averaged])); // [2, d_model] ...
+ * ```
+ */
+export async function tokenEmbeddings(
+  model: EmbeddingModel,
+  words: readonly (string | number)[],
+  options: TokenEmbeddingsOptions = {},
+): Promise<TokenEmbeddingsResult> {
+  const who = "tokenEmbeddings()";
+  checkModel(model, who);
+  if (!Array.isArray(words) || words.length === 0) {
+    throw new RangeError(`${who}: words must be a non-empty array of words or token ids`);
+  }
+  const policy = options.unrepresentable ?? "throw";
+  if (policy !== "throw" && policy !== "skip") {
+    throw new RangeError(`${who}: unrepresentable must be "throw" or "skip", got ${JSON.stringify(policy)}`);
+  }
+  const info = tokenizerInfo(model.tokenizer);
+  const leadingSpace = resolveLeadingSpace(options.leadingSpace, info, who);
+  const matrix = options.matrix ?? await embeddingMatrixOf(model);
+  const [vocab, d] = matrixDims(matrix, who, "the embedding matrix");
+  const out: EmbeddedWord[] = [];
+  const skipped: TokenEmbeddingsResult["skipped"] = [];
+  const warnings: string[] = [];
+  words.forEach((w, index) => {
+    if (typeof w === "number") {
+      if (!Number.isInteger(w) || w < 0 || w >= vocab) {
+        throw new RangeError(`${who}: token id ${w} (word ${index}) is not an integer in [0, ${vocab})`);
+      }
+      const piece = decodeOne(model.tokenizer, w);
+      out.push({ index, word: piece, text: piece, ids: [w], tokens: [info.idToToken[w] ?? piece], averaged: false });
+      return;
+    }
+    if (typeof w !== "string") {
+      throw new TypeError(`${who}: word ${index} must be a string or a token id, got ${typeof w}`);
+    }
+    const found = lookUpWord(model.tokenizer, info, w, leadingSpace);
+    if ("reason" in found) {
+      if (policy === "throw") {
+        throw new RangeError(
+          `${who}: word ${index} (${JSON.stringify(w)}) is not representable: ${found.reason}; ` +
+            `remove it, or pass { unrepresentable: "skip" } to leave it out with a warning`,
+        );
+      }
+      skipped.push({ index, word: w, reason: found.reason });
+      warnings.push(`skipped word ${index} (${JSON.stringify(w)}): ${found.reason}`);
+      return;
+    }
+    for (const warning of found.warnings) warnings.push(`word ${index} (${JSON.stringify(w)}): ${warning}`);
+    for (const id of found.ids) {
+      if (id >= vocab) {
+        throw new RangeError(
+          `${who}: word ${JSON.stringify(w)} has token id ${id}, but the embedding matrix has only ${vocab} rows; ` +
+            `the tokenizer and the matrix belong to different models`,
+        );
+      }
+    }
+    out.push({
+      index,
+      word: w,
+      text: found.text,
+      ids: found.ids,
+      tokens: found.tokens,
+      averaged: found.ids.length > 1,
+    });
+  });
+  if (out.length === 0) {
+    throw new RangeError(
+      `${who}: no word is representable by the vocabulary (${skipped.map((s) => s.reason).join("; ")})`,
+    );
+  }
+  const data = new Float32Array(out.length * d);
+  const acc = new Float64Array(d);
+  out.forEach((w, row) => {
+    acc.fill(0);
+    for (const id of w.ids) for (let k = 0; k < d; k++) acc[k] += matrix.data[id * d + k];
+    for (let k = 0; k < d; k++) data[row * d + k] = acc[k] / w.ids.length;
+  });
+  return { vectors: { data, dims: [out.length, d] }, words: out, leadingSpace, skipped, warnings };
+}
+
+/**
+ * How {@linkcode contextualEmbeddings} pools a sentence's token states into one vector.
+ *
+ * @example
+ * ```ts
+ * import type { Pooling } from "./embed.ts";
+ * const p: Pooling = "last";
+ * console.log(p);
+ * ```
+ */
+export type Pooling = "mean" | "last" | "cls";
+
+/**
+ * Options for {@linkcode contextualEmbeddings} and {@linkcode wordInContext}: which activation to read.
+ *
+ * @example
+ * ```ts
+ * import type { HiddenStateOptions } from "./embed.ts";
+ * const o: HiddenStateOptions = { layer: -1, finalNorm: false }; // the raw residual stream after the last block
+ * console.log(o.layer);
+ * ```
+ */
+export interface HiddenStateOptions {
+  /**
+   * Which block's output: an integer in `[0, nLayer)`, or negative from the end (`-1` is the
+   * last block). Default: the last block. Decoders (reference forward) return
+   * `blocks.{layer}.resid_post`, the residual stream after block `layer` (Hugging Face
+   * `hidden_states[layer + 1]`), except that for the last block the final norm is applied
+   * (`norm_f.normalized`, which is Hugging Face's `last_hidden_state` and what the head reads),
+   * unless `finalNorm: false`. Encoders return transformers.js `last_hidden_state` and
+   * accept only the last layer.
+   */
+  layer?: number;
+  /** For the last decoder block: apply the final norm (default `true`); `false` gives the raw residual stream. */
+  finalNorm?: boolean;
+  /** Decoder parameters, as `loadParams(model)` gives them. Default: loaded from `model.onnxPath` once per model object. */
+  params?: ParamMap;
+}
+
+/**
+ * Options for {@linkcode contextualEmbeddings}.
+ *
+ * @example
+ * ```ts
+ * import type { ContextualEmbeddingsOptions } from "./embed.ts";
+ * const o: ContextualEmbeddingsOptions = { layer: 1, pool: "mean", normalize: true };
+ * console.log(o.pool);
+ * ```
+ */
+export interface ContextualEmbeddingsOptions extends HiddenStateOptions {
+  /**
+   * `"mean"` (default): mean over the tokens that come from the text (special tokens the
+   * tokenizer inserts, BOS/`[CLS]`/`[SEP]`, are left out). `"last"`: the last token from the text
+   * (in a causal decoder the only one that has seen the whole sentence). `"cls"`: the inserted
+   * first token (`[CLS]`) of an encoder; decoders reject it, since their first position sees only itself.
+   */
+  pool?: Pooling;
+  /** Scale each pooled vector to unit length. Default `false`. */
+  normalize?: boolean;
+}
+
+/**
+ * One sentence of a {@linkcode ContextualEmbeddingsResult}.
+ *
+ * @example
+ * ```ts
+ * import type { EmbeddedSentence } from "./embed.ts";
+ * const s: EmbeddedSentence = { sentence: "A dog ran.", ids: [32, 4067, 2287, 13], tokens: ["A", "Ġdog", "Ġran", "."], positions: [0, 1, 2, 3], addedBos: false };
+ * console.log(s.positions.length);
+ * ```
+ */
+export interface EmbeddedSentence {
+  /** The sentence as given. */
+  sentence: string;
+  /** Token ids the model read (special tokens the tokenizer inserts included). */
+  ids: number[];
+  /** Token strings. */
+  tokens: string[];
+  /** Positions (indices into `ids`) whose states were pooled. */
+  positions: number[];
+  /** Whether the tokenizer inserted a BOS/`[CLS]` token at the start (it shifts every position). */
+  addedBos: boolean;
+}
+
+/**
+ * Result of {@linkcode contextualEmbeddings}.
+ *
+ * @example
+ * ```ts
+ * import type { ContextualEmbeddingsResult } from "./embed.ts";
+ * function describe(r: ContextualEmbeddingsResult): string { return `${r.pool} of ${r.source}`; }
+ * console.log(typeof describe);
+ * ```
+ */
+export interface ContextualEmbeddingsResult {
+  /** `[sentences, d_model]` pooled hidden states, one row per sentence. */
+  vectors: Tensor;
+  /** Per sentence: tokens and the pooled positions. */
+  sentences: EmbeddedSentence[];
+  /** The block index used, in `[0, nLayer)`. */
+  layer: number;
+  /** The activation read: `"norm_f.normalized"`, `"blocks.{k}.resid_post"` or `"last_hidden_state"` (encoders). */
+  source: string;
+  /** The pooling applied. */
+  pool: Pooling;
+  /** Whether rows were scaled to unit length. */
+  normalized: boolean;
+  /** Tokenizer remarks, per sentence. */
+  warnings: string[];
+}
+
+/**
+ * Contextual embeddings: the hidden states a model computes for each sentence,
+ * pooled to one vector per sentence. Unlike {@linkcode tokenEmbeddings}, the
+ * same word gets a different vector in a different sentence.
+ *
+ * Decoders (GPT-2 and LLaMA families, `model.arch` set) run the readable
+ * reference forward pass (`loadParams` + `forward(..., { cache: true })`) and
+ * read the activation named in {@linkcode HiddenStateOptions.layer}; this works
+ * with a `tokenizerOnly` model. Encoders (BERT style, no `model.arch`) run the
+ * transformers.js model and read `last_hidden_state` (`[1, pos, hidden]`), so
+ * they need a model loaded without `tokenizerOnly`. Limitation: no encoder ONNX
+ * model is available offline in this project's tests, so the encoder path is
+ * tested only with a stand-in for the transformers.js model call.
+ *
+ * @param model a loaded model
+ * @param sentences one or more non-empty texts
+ * @param options layer, pooling, normalisation, preloaded parameters
+ * @returns `[sentences, d_model]` vectors, the positions pooled and what activation they came from
+ * @throws {RangeError} for an empty sentence, a layer out of range, `pool: "cls"` on a decoder or
+ *   on a sequence without an inserted first token, a sentence longer than the context
+ * @throws {TypeError} for an encoder loaded with `tokenizerOnly`
+ * @example
+ * ```ts
+ * import { contextualEmbeddings, cosineSimilarityMatrix } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model = await loadModel(undefined, { tokenizerOnly: true });
+ * const { vectors, source } = await contextualEmbeddings(model, ["The cat sat.", "A dog ran."], { pool: "mean" });
+ * console.log(vectors.dims, source, cosineSimilarityMatrix(vectors).data[1]); // [2, d_model] "norm_f.normalized" ...
+ * ```
+ */
+export async function contextualEmbeddings(
+  model: EmbeddingModel,
+  sentences: readonly string[],
+  options: ContextualEmbeddingsOptions = {},
+): Promise<ContextualEmbeddingsResult> {
+  const who = "contextualEmbeddings()";
+  checkModel(model, who);
+  if (!Array.isArray(sentences) || sentences.length === 0) {
+    throw new RangeError(`${who}: sentences must be a non-empty array of strings`);
+  }
+  const pool = options.pool ?? "mean";
+  if (pool !== "mean" && pool !== "last" && pool !== "cls") {
+    throw new RangeError(`${who}: pool must be "mean", "last" or "cls", got ${JSON.stringify(pool)}`);
+  }
+  if (pool === "cls" && model.arch) {
+    throw new RangeError(
+      `${who}: pool "cls" reads the first position, which in a causal decoder (${model.arch.family}) has seen ` +
+        `only itself, so every sentence would get the same vector; use "mean" or "last"`,
+    );
+  }
+  const normalize = options.normalize ?? false;
+  const rows: Float32Array[] = [];
+  const out: EmbeddedSentence[] = [];
+  const warnings: string[] = [];
+  let layer = 0, source = "";
+  for (const [i, sentence] of sentences.entries()) {
+    if (typeof sentence !== "string") {
+      throw new TypeError(`${who}: sentence ${i} must be a string, got ${typeof sentence}`);
+    }
+    if (sentence.trim().length === 0) {
+      throw new RangeError(`${who}: sentence ${i} is empty; give each sentence at least one visible character`);
+    }
+    const h = await hiddenStates(model, sentence, options, who);
+    layer = h.layer;
+    source = h.source;
+    for (const w of h.tok.warnings) warnings.push(`sentence ${i}: ${w}`);
+    const text = h.tok.inserted.flatMap((ins, p) => (ins ? [] : [p]));
+    let positions: number[];
+    if (pool === "cls") {
+      if (!h.tok.addedBos) {
+        throw new RangeError(
+          `${who}: pool "cls" needs a tokenizer that inserts a [CLS]/BOS token first, and this one did not ` +
+            `for sentence ${i}; use "mean" or "last"`,
+        );
+      }
+      positions = [0];
+    } else if (text.length === 0) {
+      throw new RangeError(`${who}: sentence ${i} (${JSON.stringify(sentence)}) has no token from its text`);
+    } else positions = pool === "last" ? [text[text.length - 1]] : text;
+    const v = meanRows(h.states, positions);
+    if (normalize) scaleToUnit(v, `${who}: sentence ${i}`);
+    rows.push(v);
+    out.push({ sentence, ids: h.tok.ids, tokens: h.tok.tokens, positions, addedBos: h.tok.addedBos });
+  }
+  return { vectors: stackRows(rows), sentences: out, layer, source, pool, normalized: normalize, warnings };
+}
+
+/**
+ * Options for {@linkcode wordInContext}.
+ *
+ * @example
+ * ```ts
+ * import type { WordInContextOptions } from "./embed.ts";
+ * const o: WordInContextOptions = { occurrence: 1, layer: 0 };
+ * console.log(o.occurrence);
+ * ```
+ */
+export interface WordInContextOptions extends HiddenStateOptions {
+  /** Which whole-word occurrence of the word in the sentence, counting from 0. Default 0. */
+  occurrence?: number;
+}
+
+/**
+ * Result of {@linkcode wordInContext}.
+ *
+ * @example
+ * ```ts
+ * import type { WordInContextResult } from "./embed.ts";
+ * function where(r: WordInContextResult): string { return `${r.word} at ${r.span} → tokens ${r.tokens}`; }
+ * console.log(typeof where);
+ * ```
+ */
+export interface WordInContextResult {
+  /** `[d_model]`: the hidden state of the word's token, or the mean over its tokens. */
+  vector: Float32Array;
+  /** The word as given. */
+  word: string;
+  /** `[start, end)` UTF-16 offsets of the occurrence in the sentence. */
+  span: [number, number];
+  /** Positions (indices into the sentence's ids) whose states were averaged. */
+  positions: number[];
+  /** Their token ids. */
+  ids: number[];
+  /** Their token strings. */
+  tokens: string[];
+  /** Whether the word took several tokens and its vector is their mean. */
+  averaged: boolean;
+  /** The block index used, in `[0, nLayer)`. */
+  layer: number;
+  /** The activation read, as in {@linkcode ContextualEmbeddingsResult.source}. */
+  source: string;
+}
+
+/**
+ * The contextual vector of one word inside a sentence: the hidden state (at
+ * `layer`, see {@linkcode HiddenStateOptions.layer}) of the token(s) covering
+ * a whole-word occurrence of it, averaged if there are several. Compare the
+ * same word in two sentences (`"bank"` of a river and of money): its static
+ * embedding ({@linkcode tokenEmbeddings}) is one row for both, its contextual
+ * vectors differ.
+ *
+ * Tokens are matched through character offsets: every token from the text
+ * that overlaps the word belongs to it (so `" bank"`, whose offsets include the
+ * space before the word, does).
+ *
+ * @param model a loaded model
+ * @param sentence the sentence
+ * @param word a word occurring in it as a whole word (case-sensitive)
+ * @param options layer, which occurrence, preloaded parameters
+ * @returns the vector, the word's span, positions and tokens
+ * @throws {RangeError} when the word does not occur as a whole word (or not that often), or for a bad layer
+ * @example
+ * ```ts
+ * import { cosineSimilarity, wordInContext } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model = await loadModel(undefined, { tokenizerOnly: true });
+ * const river = await wordInContext(model, "We sat on the bank of the river.", "bank");
+ * const money = await wordInContext(model, "She took the money to the bank.", "bank");
+ * console.log(river.tokens, cosineSimilarity(river.vector, money.vector)); // a cosine below 1
+ * ```
+ */
+export async function wordInContext(
+  model: EmbeddingModel,
+  sentence: string,
+  word: string,
+  options: WordInContextOptions = {},
+): Promise<WordInContextResult> {
+  const who = "wordInContext()";
+  checkModel(model, who);
+  if (typeof sentence !== "string" || sentence.trim().length === 0) {
+    throw new RangeError(`${who}: sentence must be a non-empty string`);
+  }
+  if (typeof word !== "string" || word.trim().length === 0) {
+    throw new RangeError(`${who}: word must be a non-empty string`);
+  }
+  const occurrence = options.occurrence ?? 0;
+  if (!Number.isInteger(occurrence) || occurrence < 0) {
+    throw new RangeError(`${who}: occurrence must be an integer >= 0, got ${occurrence}`);
+  }
+  const spans = wholeWordSpans(sentence, word);
+  if (spans.length <= occurrence) {
+    throw new RangeError(
+      spans.length === 0
+        ? `${who}: ${JSON.stringify(word)} does not occur as a whole word in ${JSON.stringify(sentence)}`
+        : `${who}: ${JSON.stringify(word)} occurs ${spans.length} time(s) in the sentence, so occurrence ` +
+          `${occurrence} does not exist; use 0 to ${spans.length - 1}`,
+    );
+  }
+  const span = spans[occurrence];
+  const h = await hiddenStates(model, sentence, options, who);
+  const positions: number[] = [];
+  h.tok.offsets.forEach(([s, e], p) => {
+    if (h.tok.inserted[p]) return;
+    const overlaps = e > s ? s < span[1] && e > span[0] : s >= span[0] && s < span[1];
+    if (overlaps) positions.push(p);
+  });
+  if (positions.length === 0) {
+    throw new RangeError(`${who}: no token of the sentence covers ${JSON.stringify(word)} (the tokenizer dropped it)`);
+  }
+  return {
+    vector: meanRows(h.states, positions),
+    word,
+    span,
+    positions,
+    ids: positions.map((p) => h.tok.ids[p]),
+    tokens: positions.map((p) => h.tok.tokens[p]),
+    averaged: positions.length > 1,
+    layer: h.layer,
+    source: h.source,
+  };
+}
+
+/**
+ * Options for {@linkcode neighboursInVocabulary}.
+ *
+ * @example
+ * ```ts
+ * import type { NeighboursInVocabularyOptions } from "./embed.ts";
+ * const o: NeighboursInVocabularyOptions = { k: 5 };
+ * console.log(o.k);
+ * ```
+ */
+export interface NeighboursInVocabularyOptions {
+  /** How many neighbours. Default 10. */
+  k?: number;
+  /** Leading-space convention for the query word, as {@linkcode TokenEmbeddingsOptions.leadingSpace}. */
+  leadingSpace?: boolean;
+  /** The `[vocab, d_model]` input embedding matrix. Default: read from the model once per model object. */
+  matrix?: Tensor;
+}
+
+/**
+ * One neighbour in a {@linkcode NeighboursInVocabularyResult}.
+ *
+ * @example
+ * ```ts
+ * import type { VocabularyNeighbour } from "./embed.ts";
+ * const n: VocabularyNeighbour = { id: 2886, token: "Ġchair", piece: " chair", score: 0.42 };
+ * console.log(n.piece);
+ * ```
+ */
+export interface VocabularyNeighbour {
+  /** Token id. */
+  id: number;
+  /** Token string as the vocabulary spells it (`"Ġchair"`). */
+  token: string;
+  /** Its decoded text (`" chair"`). */
+  piece: string;
+  /** Cosine similarity of its embedding row to the query word's vector. */
+  score: number;
+}
+
+/**
+ * Result of {@linkcode neighboursInVocabulary}.
+ *
+ * @example
+ * ```ts
+ * import type { NeighboursInVocabularyResult } from "./embed.ts";
+ * function best(r: NeighboursInVocabularyResult): string { return r.neighbours[0]?.piece ?? ""; }
+ * console.log(typeof best);
+ * ```
+ */
+export interface NeighboursInVocabularyResult {
+  /** The query word, its tokens and whether its vector is a mean of several rows. */
+  word: EmbeddedWord;
+  /** The `k` most similar vocabulary entries, best first (the word's own tokens excluded). */
+  neighbours: VocabularyNeighbour[];
+}
+
+/**
+ * The tokens whose input embeddings are most cosine-similar to a word's, over
+ * the whole vocabulary, excluding the word's own token(s). A multi-token word
+ * is queried with the mean of its rows. The normalised vocabulary index is
+ * built once per model object (or per `matrix` passed). All-zero rows (unused
+ * tokens) are never returned.
+ *
+ * @param model a loaded model
+ * @param word the query word
+ * @param options `k`, leading-space convention, a preloaded matrix
+ * @returns the word's tokens and its `k` nearest vocabulary entries with cosine scores
+ * @throws {RangeError} for a word the vocabulary cannot represent, or a bad `k`
+ * @example
+ * ```ts
+ * import { neighboursInVocabulary } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model = await loadModel(undefined, { tokenizerOnly: true });
+ * const { neighbours } = await neighboursInVocabulary(model, "king", { k: 5 });
+ * console.log(neighbours.map((n) => `${n.piece} ${n.score.toFixed(2)}`));
+ * ```
+ */
+export async function neighboursInVocabulary(
+  model: EmbeddingModel,
+  word: string,
+  options: NeighboursInVocabularyOptions = {},
+): Promise<NeighboursInVocabularyResult> {
+  const who = "neighboursInVocabulary()";
+  const k = options.k ?? 10;
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`${who}: k must be a positive integer, got ${k}`);
+  if (typeof word !== "string") throw new TypeError(`${who}: word must be a string, got ${typeof word}`);
+  const matrix = options.matrix ?? await embeddingMatrixOf(model);
+  const { vectors, words } = await tokenEmbeddings(model, [word], { leadingSpace: options.leadingSpace, matrix });
+  let index = indexCache.get(matrix);
+  if (!index) {
+    index = normalizeRows(matrix, { zeroVectors: "nan" });
+    indexCache.set(matrix, index);
+  }
+  const { indices, scores } = nearestNeighbours(vectors.data, index, { k, exclude: words[0].ids });
+  const info = tokenizerInfo(model.tokenizer);
+  const neighbours = Array.from(indices, (id, i) => ({
+    id,
+    token: info.idToToken[id] ?? "",
+    piece: decodeOne(model.tokenizer, id),
+    score: scores[i],
+  }));
+  return { word: words[0], neighbours };
+}
+
+/**
+ * Options for {@linkcode embeddingMap}.
+ *
+ * @example
+ * ```ts
+ * import type { EmbeddingMapOptions } from "./embed.ts";
+ * const o: EmbeddingMapOptions = { layer: 2, title: "after block 2" };
+ * console.log(o.layer);
+ * ```
+ */
+export interface EmbeddingMapOptions {
+  /**
+   * Map contextual vectors instead of static ones: each word is run through the model on its
+   * own (with the leading-space convention) and mean-pooled at this block, as
+   * {@linkcode contextualEmbeddings}. Default: the static input embeddings.
+   */
+  layer?: number;
+  /** Leading-space convention, as {@linkcode TokenEmbeddingsOptions.leadingSpace}. */
+  leadingSpace?: boolean;
+  /** Unrepresentable words, as {@linkcode TokenEmbeddingsOptions.unrepresentable}. Default `"throw"`. */
+  unrepresentable?: UnrepresentablePolicy;
+  /** Figure title. Default: says which vectors are drawn. */
+  title?: string;
+  /** Figure height in pixels. Default 500. */
+  height?: number;
+  /** The `[vocab, d_model]` input embedding matrix. Default: read from the model once per model object. */
+  matrix?: Tensor;
+  /** Decoder parameters for `layer`. Default: loaded once per model object. */
+  params?: ParamMap;
+}
+
+/**
+ * A 2-D map of word groups: their vectors (static input embeddings, or
+ * contextual ones with `layer`) projected on the first two principal
+ * components ({@linkcode pca} over all the words together), drawn as a
+ * {@linkcode scatter} with one colour per group and each point labelled with
+ * its word. Axis titles give the share of variance each component explains.
+ * Words close on the map are close in those two directions only; the cosine
+ * matrix ({@linkcode cosineSimilarityMatrix}) measures all of them.
+ *
+ * @param model a loaded model
+ * @param groups group name → words, e.g. `{ days: ["Monday", "Tuesday"], colours: ["red", "blue"] }`
+ * @param options contextual layer, leading-space convention, title
+ * @returns the scatter figure (displays itself in Jupyter; `writeHtml()` from scripts)
+ * @throws {RangeError} for fewer than two words in all, an empty group, or an unrepresentable word
+ * @example
+ * ```ts
+ * import { embeddingMap } from "./embed.ts";
+ * import { loadModel } from "./load.ts";
+ * const model = await loadModel(undefined, { tokenizerOnly: true });
+ * const fig = await embeddingMap(model, { furniture: ["table", "chair"], space: ["astronaut", "moon"] });
+ * console.log(fig.data.length); // 2 traces, one per group
+ * ```
+ */
+export async function embeddingMap(
+  model: EmbeddingModel,
+  groups: Readonly<Record<string, readonly string[]>>,
+  options: EmbeddingMapOptions = {},
+): Promise<Figure> {
+  const who = "embeddingMap()";
+  if (groups === null || typeof groups !== "object" || Array.isArray(groups)) {
+    throw new TypeError(`${who}: groups must be an object of group name → array of words`);
+  }
+  const words: string[] = [];
+  const groupOf: string[] = [];
+  for (const [name, list] of Object.entries(groups)) {
+    if (!Array.isArray(list) || list.length === 0) {
+      throw new RangeError(`${who}: group ${JSON.stringify(name)} must be a non-empty array of words`);
+    }
+    for (const w of list) {
+      words.push(w);
+      groupOf.push(name);
+    }
+  }
+  if (words.length < 2) {
+    throw new RangeError(`${who}: needs at least 2 words in all to draw a map, got ${words.length}`);
+  }
+  const st = await tokenEmbeddings(model, words, {
+    leadingSpace: options.leadingSpace,
+    unrepresentable: options.unrepresentable,
+    matrix: options.matrix,
+  });
+  if (st.words.length < 2) {
+    throw new RangeError(`${who}: only ${st.words.length} word is representable; a map needs at least 2`);
+  }
+  let vectors = st.vectors, what = "input embeddings";
+  if (options.layer !== undefined) {
+    const ctx = await contextualEmbeddings(model, st.words.map((w) => w.text), {
+      layer: options.layer,
+      params: options.params,
+    });
+    vectors = ctx.vectors;
+    what = `${ctx.source}, each word on its own`;
+  }
+  const { points, explainedVarianceRatio: r } = pca(vectors);
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  return scatter(points, {
+    labels: st.words.map((w) => w.word),
+    groups: st.words.map((w) => groupOf[w.index]),
+    title: options.title ?? `Words on the first two principal components (${what})`,
+    xTitle: `PC1 (${pct(r[0])} of the variance)`,
+    yTitle: `PC2 (${pct(r[1])} of the variance)`,
+    height: options.height ?? 500,
+  });
+}
+
+// Model-level caches, keyed by the model object (or matrix) so that they go with it.
+const matrixCache = new WeakMap<object, Promise<Tensor>>();
+const paramsCache = new WeakMap<object, Promise<ParamMap>>();
+const indexCache = new WeakMap<Tensor, NormalizedRows>();
+
+function checkModel(model: EmbeddingModel, who: string): void {
+  if (model === null || typeof model !== "object" || !model.tokenizer || typeof model.tokenizer.encode !== "function") {
+    throw new TypeError(`${who}: model must be a loaded model (the handle loadModel() returns), with a tokenizer`);
+  }
+}
+
+/** `embed.tokens` `[vocab, d_model]`, read once per model object. */
+function embeddingMatrixOf(model: EmbeddingModel): Promise<Tensor> {
+  checkModel(model, "embedding matrix");
+  let p = matrixCache.get(model);
+  if (!p) {
+    p = readParameter(model.onnxPath, "embed.tokens", { config: model.config });
+    p.catch(() => matrixCache.delete(model));
+    matrixCache.set(model, p);
+  }
+  return p;
+}
+
+/** Every decoder parameter, loaded once per model object. */
+function paramsOf(model: EmbeddingModel): Promise<ParamMap> {
+  let p = paramsCache.get(model);
+  if (!p) {
+    p = loadParams(model.onnxPath, { config: model.config });
+    p.catch(() => paramsCache.delete(model));
+    paramsCache.set(model, p);
+  }
+  return p;
+}
+
+interface TokenizerInfo {
+  idToToken: string[];
+  byteLevel: boolean;
+  unkId: number | undefined;
+  unkToken: string | undefined;
+}
+const tokenizerInfoCache = new WeakMap<object, TokenizerInfo>();
+
+function tokenizerInfo(tokenizer: EmbeddingModel["tokenizer"]): TokenizerInfo {
+  let info = tokenizerInfoCache.get(tokenizer);
+  if (!info) {
+    const idToToken: string[] = [];
+    const vocab = tokenizer.get_vocab() as Map<string, number>;
+    for (const [token, id] of vocab) idToToken[id] = token;
+    const unk = tokenizer.unk_token_id;
+    const unkId = typeof unk === "number" ? unk : undefined;
+    // Byte-level BPE has a token for every byte; the space byte is spelled "Ġ" (U+0120).
+    info = {
+      idToToken,
+      byteLevel: vocab.has("\u0120"),
+      unkId,
+      unkToken: unkId === undefined ? undefined : idToToken[unkId],
+    };
+    tokenizerInfoCache.set(tokenizer, info);
+  }
+  return info;
+}
+
+function resolveLeadingSpace(option: boolean | undefined, info: TokenizerInfo, who: string): boolean {
+  if (option === undefined) return info.byteLevel;
+  if (typeof option !== "boolean") {
+    throw new TypeError(`${who}: leadingSpace must be true or false, got ${String(option)}`);
+  }
+  return option;
+}
+
+function decodeOne(tokenizer: EmbeddingModel["tokenizer"], id: number): string {
+  return tokenizer.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+}
+
+/** Tokenizes one word (no special tokens added), or says why the vocabulary cannot represent it. */
+function lookUpWord(
+  tokenizer: EmbeddingModel["tokenizer"],
+  info: TokenizerInfo,
+  word: string,
+  leadingSpace: boolean,
+): { text: string; ids: number[]; tokens: string[]; warnings: string[] } | { reason: string } {
+  if (word.trim().length === 0) {
+    return { reason: word.length === 0 ? "it is empty" : "it is only whitespace" };
+  }
+  const text = leadingSpace && !/^\s/.test(word) ? ` ${word}` : word;
+  if (tokenizer.encode(text, { add_special_tokens: false }).length === 0) {
+    return { reason: "it tokenizes to no token at all (the tokenizer drops its characters)" };
+  }
+  const r = tokenize(tokenizer, text, { addSpecialTokens: false });
+  if (info.unkId !== undefined && r.ids.includes(info.unkId) && !(info.unkToken && text.includes(info.unkToken))) {
+    return {
+      reason: `it tokenizes to the unknown token ${
+        JSON.stringify(info.unkToken ?? "")
+      }, which stands for any unseen text`,
+    };
+  }
+  return { text, ids: r.ids, tokens: r.tokens, warnings: r.warnings };
+}
+
+/** Hidden states `[pos, d_model]` of one text at the requested layer, with its tokenization. */
+async function hiddenStates(
+  model: EmbeddingModel,
+  text: string,
+  options: HiddenStateOptions,
+  who: string,
+): Promise<{ states: Tensor; tok: TokenizeResult; layer: number; source: string }> {
+  const tok = tokenize(model.tokenizer, text);
+  const finalNorm = options.finalNorm ?? true;
+  if (typeof finalNorm !== "boolean") {
+    throw new TypeError(`${who}: finalNorm must be true or false, got ${String(finalNorm)}`);
+  }
+  if (model.arch) {
+    const nLayer = model.arch.nLayer;
+    const layer = resolveLayer(options.layer, nLayer, who);
+    const params = options.params ?? await paramsOf(model);
+    const { cache } = forward(model.arch, params, tok.ids, { cache: true, present: false, logits: "last" });
+    const source = layer === nLayer - 1 && finalNorm ? "norm_f.normalized" : `blocks.${layer}.resid_post`;
+    return { states: cache!.get(source)!, tok, layer, source };
+  }
+  const call = model.model as unknown as ((inputs: unknown) => Promise<Record<string, unknown>>) | null | undefined;
+  const modelType = String(model.config?.model_type ?? "unknown");
+  if (typeof call !== "function") {
+    throw new TypeError(
+      `${who}: this ${modelType} model is not a GPT-2/LLaMA decoder, so its hidden states come from transformers.js; ` +
+        `load it without tokenizerOnly (loadModel(id)) so that model.model can run`,
+    );
+  }
+  const nLayer = Number(model.config?.num_hidden_layers ?? model.config?.n_layer ?? NaN);
+  const layer = Number.isInteger(nLayer) && nLayer > 0 ? resolveLayer(options.layer, nLayer, who) : -1;
+  if (options.layer !== undefined && layer !== nLayer - 1) {
+    throw new RangeError(
+      `${who}: layer ${options.layer} is not available for this ${modelType} encoder: transformers.js returns only ` +
+        `last_hidden_state; leave layer out for the last layer`,
+    );
+  }
+  const inputs = (model.tokenizer as unknown as (t: string) => unknown)(text);
+  const out = await call(inputs);
+  const h = out?.last_hidden_state as { data?: unknown; dims?: unknown } | undefined;
+  if (!h || !(h.data instanceof Float32Array) || !Array.isArray(h.dims) || h.dims.length !== 3) {
+    throw new TypeError(`${who}: the ${modelType} model returned no float32 last_hidden_state [1, pos, hidden]`);
+  }
+  const [, pos, width] = h.dims as number[];
+  if (pos !== tok.ids.length) {
+    throw new RangeError(
+      `${who}: last_hidden_state has ${pos} positions but the text has ${tok.ids.length} tokens; they must agree`,
+    );
+  }
+  return { states: { data: h.data, dims: [pos, width] }, tok, layer, source: "last_hidden_state" };
+}
+
+function resolveLayer(layer: number | undefined, nLayer: number, who: string): number {
+  if (layer === undefined) return nLayer - 1;
+  if (typeof layer !== "number" || !Number.isInteger(layer) || layer < -nLayer || layer >= nLayer) {
+    throw new RangeError(
+      `${who}: layer ${String(layer)} is out of range: the model has ${nLayer} blocks, so layer must be an ` +
+        `integer in [0, ${nLayer - 1}] (or -${nLayer} to -1 counting from the end)`,
+    );
+  }
+  return layer < 0 ? nLayer + layer : layer;
+}
+
+/** Mean of the given rows of `[pos, d]` states, in float64. */
+function meanRows(states: Tensor, positions: readonly number[]): Float32Array {
+  const d = states.dims[1];
+  const acc = new Float64Array(d);
+  for (const p of positions) for (let k = 0; k < d; k++) acc[k] += states.data[p * d + k];
+  return Float32Array.from(acc, (v) => v / positions.length);
+}
+
+function scaleToUnit(v: Float32Array, what: string): void {
+  let s = 0;
+  for (const x of v) s += x * x;
+  if (!(s > 0) || !Number.isFinite(s)) throw new RangeError(`${what}: the pooled vector has no length to normalise`);
+  const inv = 1 / Math.sqrt(s);
+  for (let k = 0; k < v.length; k++) v[k] *= inv;
+}
+
+/** `[start, end)` spans where `word` occurs with no letter or digit right before or after it. */
+function wholeWordSpans(sentence: string, word: string): [number, number][] {
+  const spans: [number, number][] = [];
+  // Letters of scripts written without spaces between words (Chinese, Japanese, Thai) need no boundary.
+  const wordChar = (c: string) =>
+    /[\p{L}\p{N}\p{M}_]/u.test(c) && !/[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Thai}]/u.test(c);
+  const chars = [...word];
+  const first = chars[0], last = chars[chars.length - 1];
+  for (let at = sentence.indexOf(word); at >= 0; at = sentence.indexOf(word, at + 1)) {
+    const before = [...sentence.slice(Math.max(0, at - 2), at)].pop() ?? "";
+    const after = [...sentence.slice(at + word.length, at + word.length + 2)][0] ?? "";
+    const edgeOk = (c: string, inner: string) => c === "" || !wordChar(c) || !wordChar(inner);
+    if (edgeOk(before, first) && edgeOk(after, last)) spans.push([at, at + word.length]);
+  }
+  return spans;
+}
+
+// ---------------------------------------------------------------------------
 // Private helpers
 // ---------------------------------------------------------------------------
 
@@ -844,7 +1829,7 @@ function gramWasm(
 }
 
 // ---------------------------------------------------------------------------
-// WebAssembly SIMD kernels, encoded here in the binary format (no toolchain).
+// WebAssembly SIMD kernels, encoded in the binary format with lib/_wasm.ts (no toolchain).
 // ---------------------------------------------------------------------------
 
 let gramModuleCache: WebAssembly.Module | null | undefined;
@@ -852,93 +1837,21 @@ let dotqModuleCache: WebAssembly.Module | null | undefined;
 
 /** The compiled Gram kernel, or null when the runtime lacks WebAssembly SIMD. Built once. */
 function simdGramModule(): WebAssembly.Module | null {
-  if (gramModuleCache === undefined) gramModuleCache = compile(gramWasmBytes);
+  if (gramModuleCache === undefined) gramModuleCache = compileWasm(gramWasmBytes);
   return gramModuleCache;
 }
 
 /** The compiled int8 scan kernel, or null without WebAssembly SIMD. Built once. */
 function simdDotqModule(): WebAssembly.Module | null {
-  if (dotqModuleCache === undefined) dotqModuleCache = compile(dotqWasmBytes);
+  if (dotqModuleCache === undefined) dotqModuleCache = compileWasm(dotqWasmBytes);
   return dotqModuleCache;
 }
 
-function compile(build: () => Uint8Array<ArrayBuffer>): WebAssembly.Module | null {
-  try {
-    const bytes = build();
-    return WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
-  } catch {
-    return null;
-  }
-}
-
-const uleb = (v: number): number[] => {
-  const o: number[] = [];
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v) b |= 0x80;
-    o.push(b);
-  } while (v);
-  return o;
-};
-const sleb = (v: number): number[] => {
-  const o: number[] = [];
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && !(b & 0x40)) || (v === -1 && b & 0x40)) return [...o, b];
-    o.push(b | 0x80);
-  }
-};
-const get = (l: number): number[] => [0x20, l];
-const set = (l: number): number[] => [0x21, l];
-const tee = (l: number): number[] => [0x22, l];
-const i32 = (v: number): number[] => [0x41, ...sleb(v)];
-const ADD = 0x6a, MUL = 0x6c, LT_U = 0x49, EQZ = 0x45, BR_IF = 0x0d, BR = 0x0c, END = 0x0b;
-const V128_LOAD = [0xfd, 0x00, 0x04, 0x00]; // align 16 (a hint), offset 0
-const V128_ZERO = [0xfd, 0x0c, ...new Array(16).fill(0)];
-const F32X4_ADD = [0xfd, 0xe4, 0x01], F32X4_MUL = [0xfd, 0xe6, 0x01];
-const I16X8_EXTEND_LOW_I8X16_S = [0xfd, 0x87, 0x01], I16X8_EXTEND_HIGH_I8X16_S = [0xfd, 0x88, 0x01];
-const I32X4_DOT_I16X8_S = [0xfd, 0xba, 0x01], I32X4_ADD = [0xfd, 0xae, 0x01];
-const F32_ADD = 0x92;
-const f32Store = (offset: number): number[] => [0x38, 0x02, ...uleb(offset)];
-const i32Store = (offset: number): number[] => [0x36, 0x02, ...uleb(offset)];
-/** `for (v = from; v < to; v += step) body` as block/loop. */
-// deno-fmt-ignore
-const forLoop = (v: number, from: number[], to: number[], step: number, body: number[]): number[] => [
-  ...from, ...set(v), 0x02, 0x40, 0x03, 0x40,
-  ...get(v), ...to, LT_U, EQZ, BR_IF, 1,
-  ...body,
-  ...get(v), ...i32(step), ADD, ...set(v), BR, 0, END, END,
-];
-/** Sum of the four lanes of v128 local `a`: (lane0 + lane1) + (lane2 + lane3), as f32 or i32. */
-const hsum = (a: number, float: boolean): number[] => {
-  const lane = (l: number) => [...get(a), 0xfd, float ? 0x1f : 0x1b, l];
-  const add = float ? F32_ADD : ADD;
-  return [...lane(0), ...lane(1), add, ...lane(2), ...lane(3), add, add];
-};
-
-/** A module importing `env.memory` and exporting one function of `params` i32 parameters. */
-function wasmModule(
-  fn: string,
-  params: number,
-  i32Locals: number,
-  v128Locals: number,
-  body: number[],
-): Uint8Array<ArrayBuffer> {
-  const vec = (items: number[][]): number[] => [...uleb(items.length), ...items.flat()];
-  const name = (s: string): number[] => [...uleb(s.length), ...new TextEncoder().encode(s)];
-  const section = (id: number, content: number[]): number[] => [id, ...uleb(content.length), ...content];
-  const code = [...vec([[i32Locals, 0x7f], [v128Locals, 0x7b]]), ...body, END];
-  return new Uint8Array([
-    ...[0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00], // magic, version 1
-    ...section(1, vec([[0x60, ...vec(new Array(params).fill([0x7f])), 0x00]])), // type: (params × i32) → ()
-    ...section(2, vec([[...name("env"), ...name("memory"), 0x02, 0x00, 0x01]])), // import memory, min 1 page
-    ...section(3, vec([[0x00]])), // one function of type 0
-    ...section(7, vec([[...name(fn), 0x00, 0x00]])), // export it
-    ...section(10, vec([[...uleb(code.length), ...code]])),
-  ]);
-}
+// Instruction helpers from lib/_wasm.ts under the short names the kernels below use.
+const { I32_ADD: ADD, I32_MUL: MUL } = OP;
+const V128_LOAD = v128Load(); // align 16 (a hint), offset 0
+const { V128_ZERO, F32X4_ADD, F32X4_MUL, I32X4_ADD, I32X4_DOT_I16X8_S } = SIMD;
+const { I16X8_EXTEND_LOW_I8X16_S, I16X8_EXTEND_HIGH_I8X16_S } = SIMD;
 
 /**
  * The Gram kernel:
@@ -984,7 +1897,8 @@ function gramWasmBytes(): Uint8Array<ArrayBuffer> {
     ...get(rowBytes), ADD, ...tee(pi1), ...get(rowBytes), ADD, ...tee(pi2), ...get(rowBytes), ADD, ...set(pi3),
     ...forLoop(j, get(j0), get(j1), 2, jBody),
   ];
-  return wasmModule("gram", 8, 10, 11, forLoop(i, get(i0), get(i1), 4, iBody));
+  const body = forLoop(i, get(i0), get(i1), 4, iBody);
+  return wasmModule([{ name: "gram", params: 8, i32Locals: 10, v128Locals: 11, body }]);
 }
 
 /**
@@ -1025,5 +1939,6 @@ function dotqWasmBytes(): Uint8Array<ArrayBuffer> {
     ...forLoop(k, i32(0), get(rowBytes), 16, kBody),
     ...acc.flatMap((a, r) => [...get(out), ...get(i), ...i32(4), MUL, ADD, ...hsum(a, false), ...i32Store(r * 4)]),
   ];
-  return wasmModule("dotq", 5, 7, 7, forLoop(i, i32(0), get(nPad), 4, iBody));
+  const body = forLoop(i, i32(0), get(nPad), 4, iBody);
+  return wasmModule([{ name: "dotq", params: 5, i32Locals: 7, v128Locals: 7, body }]);
 }

@@ -76,6 +76,8 @@ export interface TokenizerLike {
   all_special_ids: number[];
   /** Id of the unknown token, if the tokenizer has one. */
   unk_token_id?: number;
+  /** The context length the tokenizer was made for (`model_max_length`), if it says. */
+  model_max_length?: number;
 }
 
 /**
@@ -611,6 +613,14 @@ export function tokenize(source: TokenizerSource, text: string, options: Tokeniz
         [...typed].map((s) => JSON.stringify(s)).join(", ")
       }, ` +
         `encoded as the special id${typed.size > 1 ? "s" : ""}, not as plain text`,
+    );
+  }
+
+  const maxLength = tokenizer.model_max_length;
+  if (typeof maxLength === "number" && maxLength > 0 && maxLength < 1e9 && ids.length > maxLength) {
+    warnings.push(
+      `${ids.length} tokens are more than the model's context of ${maxLength}; ` +
+        `nextToken()/generate() keep the last ${maxLength}, a plain forward pass refuses the text`,
     );
   }
 

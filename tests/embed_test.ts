@@ -1,14 +1,35 @@
-import { assert, assertAlmostEquals, assertEquals, assertGreater, assertThrows } from "@std/assert";
 import {
+  assert,
+  assertAlmostEquals,
+  assertEquals,
+  assertGreater,
+  assertLess,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+} from "@std/assert";
+import { PreTrainedTokenizer } from "@huggingface/transformers";
+import {
+  contextualEmbeddings,
+  type ContextualEmbeddingsOptions,
   cosineSimilarity,
   cosineSimilarityMatrix,
+  embeddingMap,
+  type EmbeddingModel,
   nearestNeighbours,
+  neighboursInVocabulary,
   normalizeRows,
   pca,
+  type Pooling,
   stackRows,
+  tokenEmbeddings,
+  wordInContext,
 } from "../lib/embed.ts";
+import { forward } from "../lib/forward.ts";
+import { loadModel, type Model } from "../lib/load.ts";
 import { createPrng } from "../lib/prng.ts";
 import type { Tensor } from "../lib/types.ts";
+import { TINY_GPT2, tinyModelDir } from "./_fixtures.ts";
 
 function randomTensor(n: number, d: number, seed: number): Tensor {
   const prng = createPrng(seed);
@@ -321,4 +342,365 @@ Deno.test("pca() rejects one vector, bad component counts and NaN", () => {
   assertThrows(() => pca(t, { components: 4 }), RangeError, "min(n, d) = 3");
   assertThrows(() => pca({ data: Float32Array.from([1, NaN, 2, 3]), dims: [2, 2] }), RangeError, "NaN");
   assertEquals(pca(t, { components: 3 }).points.dims, [4, 3]);
+});
+
+// ---------------------------------------------------------------------------
+// Model level, on a tiny exported GPT-2 (seeded random weights, byte-level tokenizer with no merges)
+// and a small WordPiece tokenizer built here. References: the parameters the fixture exported and
+// the reference forward pass's activation cache, combined in float64.
+// ---------------------------------------------------------------------------
+
+const tiny = await tinyModelDir(TINY_GPT2, { seed: 7 });
+const tinyModel = await loadModel(tiny.dir, { tokenizerOnly: true });
+globalThis.addEventListener("unload", () => Deno.removeSync(tiny.dir, { recursive: true }));
+const E = tiny.params.get("embed.tokens")!; // [257, 32]
+const D = TINY_GPT2.dModel;
+
+function row(t: Tensor, i: number): number[] {
+  const d = t.dims[1];
+  return Array.from(t.data.subarray(i * d, (i + 1) * d));
+}
+
+function meanOf(rows: number[][]): number[] {
+  return rows[0].map((_, k) => rows.reduce((s, r) => s + r[k], 0) / rows.length);
+}
+
+function assertVecClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, msg = ""): void {
+  assertEquals(actual.length, expected.length, `${msg} length`);
+  for (let i = 0; i < actual.length; i++) assertAlmostEquals(actual[i], expected[i], tol, `${msg} [${i}]`);
+}
+
+function encode(text: string): number[] {
+  return Array.from(tinyModel.tokenizer.encode(text, { add_special_tokens: false }));
+}
+
+Deno.test("tokenEmbeddings() gives a token id's exact row and a multi-token word the float64 mean of its rows", async () => {
+  const r = await tokenEmbeddings(tinyModel, [104, "ab", 256]);
+  assertEquals(r.vectors.dims, [3, D]);
+  assertEquals(Array.from(r.vectors.data.subarray(0, D)), row(E, 104));
+  const ids = encode(" ab"); // byte-level: Ġ, a, b
+  assertEquals(ids.length, 3);
+  assertEquals(r.words[1].ids, ids);
+  assertEquals(r.words[1].tokens, ["Ġ", "a", "b"]);
+  assertEquals(r.words[1].averaged, true);
+  assertEquals(r.words[0].averaged, false);
+  assertVecClose(r.vectors.data.subarray(D, 2 * D), meanOf(ids.map((i) => row(E, i))), 1e-6, "mean of ' ab'");
+  assertEquals(Array.from(r.vectors.data.subarray(2 * D)), row(E, 256));
+  assertEquals(r.words[2].word, "<|endoftext|>");
+  assertEquals(r.skipped, []);
+});
+
+Deno.test("tokenEmbeddings() prepends a space for byte-level BPE by default, and not with leadingSpace: false", async () => {
+  const spaced = await tokenEmbeddings(tinyModel, ["ab", " cd"]);
+  assertEquals(spaced.leadingSpace, true);
+  assertEquals(spaced.words.map((w) => w.text), [" ab", " cd"], "a word already starting with a space is kept");
+  const bare = await tokenEmbeddings(tinyModel, ["ab"], { leadingSpace: false });
+  assertEquals(bare.leadingSpace, false);
+  assertEquals(bare.words[0].ids, encode("ab"));
+  assertVecClose(bare.vectors.data, meanOf(encode("ab").map((i) => row(E, i))), 1e-6);
+});
+
+Deno.test("tokenEmbeddings() rejects an unrepresentable word by default and skips it with a warning on request", async () => {
+  await assertRejects(() => tokenEmbeddings(tinyModel, ["ab", ""]), RangeError, 'word 1 ("") is not representable');
+  await assertRejects(() => tokenEmbeddings(tinyModel, ["  "]), RangeError, "only whitespace");
+  const r = await tokenEmbeddings(tinyModel, ["", "ab", " "], { unrepresentable: "skip" });
+  assertEquals(r.vectors.dims, [1, D]);
+  assertEquals(r.words.map((w) => [w.index, w.word]), [[1, "ab"]]);
+  assertEquals(r.skipped.map((s) => s.index), [0, 2]);
+  assertEquals(r.warnings.length, 2);
+  assertStringIncludes(r.warnings[0], "skipped word 0");
+  await assertRejects(
+    () => tokenEmbeddings(tinyModel, ["", " "], { unrepresentable: "skip" }),
+    RangeError,
+    "no word is representable",
+  );
+});
+
+Deno.test("tokenEmbeddings() rejects ids outside the vocabulary, non-words, an empty list and bad options", async () => {
+  await assertRejects(() => tokenEmbeddings(tinyModel, [257]), RangeError, "token id 257");
+  await assertRejects(() => tokenEmbeddings(tinyModel, [1.5]), RangeError, "not an integer");
+  await assertRejects(() => tokenEmbeddings(tinyModel, [null as unknown as string]), TypeError, "word 0");
+  await assertRejects(() => tokenEmbeddings(tinyModel, []), RangeError, "non-empty array");
+  await assertRejects(
+    () => tokenEmbeddings(tinyModel, ["a"], { unrepresentable: "drop" as "skip" }),
+    RangeError,
+    'unrepresentable must be "throw" or "skip"',
+  );
+  await assertRejects(() => tokenEmbeddings({} as EmbeddingModel, ["a"]), TypeError, "loaded model");
+});
+
+Deno.test("contextualEmbeddings() pools the reference forward's activations: mean and last text token, any layer", async () => {
+  const sentences = ["a bank", "money in the bank!"];
+  const cases: [ContextualEmbeddingsOptions, string][] = [
+    [{}, "norm_f.normalized"],
+    [{ layer: 1 }, "norm_f.normalized"],
+    [{ layer: -1, finalNorm: false }, "blocks.1.resid_post"],
+    [{ layer: 0 }, "blocks.0.resid_post"],
+    [{ layer: -2, pool: "last" }, "blocks.0.resid_post"],
+    [{ pool: "last" }, "norm_f.normalized"],
+  ];
+  for (const [options, source] of cases) {
+    const r = await contextualEmbeddings(tinyModel, sentences, { ...options, params: tiny.params });
+    assertEquals(r.source, source, JSON.stringify(options));
+    assertEquals(r.vectors.dims, [2, D]);
+    sentences.forEach((s, i) => {
+      const ids = encode(s);
+      const { cache } = forward(TINY_GPT2, tiny.params, ids, { cache: true });
+      const states = cache!.get(source)!;
+      const pos = options.pool === "last" ? [ids.length - 1] : ids.map((_, p) => p);
+      assertEquals(r.sentences[i].positions, pos);
+      assertVecClose(
+        row(r.vectors, i),
+        meanOf(pos.map((p) => row(states, p))),
+        1e-5,
+        `${s} ${JSON.stringify(options)}`,
+      );
+    });
+  }
+});
+
+Deno.test("contextualEmbeddings() of the last layer at the last token, times the tied embedding matrix, are the next-token logits", async () => {
+  const text = "the cat sat";
+  const r = await contextualEmbeddings(tinyModel, [text], { pool: "last" }); // parameters read from the ONNX file
+  const h = row(r.vectors, 0);
+  const { logits } = forward(TINY_GPT2, tiny.params, encode(text), { logits: "last" });
+  const want = Array.from({ length: TINY_GPT2.vocabSize }, (_, v) => row(E, v).reduce((s, e, k) => s + e * h[k], 0));
+  assertVecClose(logits.data, want, 1e-4, "logits");
+});
+
+Deno.test("contextualEmbeddings() with normalize: true returns unit rows in the same directions", async () => {
+  const raw = await contextualEmbeddings(tinyModel, ["one", "two words"], { params: tiny.params });
+  const unit = await contextualEmbeddings(tinyModel, ["one", "two words"], { params: tiny.params, normalize: true });
+  assertEquals(unit.normalized, true);
+  for (let i = 0; i < 2; i++) {
+    const u = row(unit.vectors, i), v = row(raw.vectors, i);
+    assertAlmostEquals(Math.hypot(...u), 1, 1e-6);
+    const n = Math.hypot(...v);
+    assertVecClose(u, v.map((x) => x / n), 1e-6);
+  }
+});
+
+Deno.test("contextualEmbeddings() rejects a layer out of range, empty sentences and 'cls' pooling on a decoder", async () => {
+  for (const layer of [2, -3, 0.5]) {
+    await assertRejects(
+      () => contextualEmbeddings(tinyModel, ["ab"], { layer, params: tiny.params }),
+      RangeError,
+      `layer ${layer} is out of range: the model has 2 blocks`,
+    );
+  }
+  await assertRejects(() => contextualEmbeddings(tinyModel, ["ab", " "]), RangeError, "sentence 1 is empty");
+  await assertRejects(() => contextualEmbeddings(tinyModel, []), RangeError, "non-empty array");
+  await assertRejects(() => contextualEmbeddings(tinyModel, ["ab"], { pool: "cls" }), RangeError, "causal decoder");
+  await assertRejects(
+    () => contextualEmbeddings(tinyModel, ["ab"], { pool: "max" as Pooling }),
+    RangeError,
+    'pool must be "mean", "last" or "cls"',
+  );
+  await assertRejects(
+    () => contextualEmbeddings(tinyModel, ["x".repeat(TINY_GPT2.maxPositions + 1)], { params: tiny.params }),
+    RangeError,
+    "exceed the context",
+  );
+});
+
+Deno.test("wordInContext() averages the states of the tokens covering the word, found by character offsets", async () => {
+  const sentence = "a bank, the bank.";
+  for (const [occurrence, start] of [[0, 2], [1, 12]]) {
+    const r = await wordInContext(tinyModel, sentence, "bank", { occurrence, params: tiny.params, layer: 0 });
+    assertEquals(r.span, [start, start + 4]);
+    // The byte tokenizer has one token per byte: the word's tokens sit at its character positions.
+    assertEquals(r.positions, [start, start + 1, start + 2, start + 3]);
+    assertEquals(r.tokens, ["b", "a", "n", "k"]);
+    assertEquals(r.averaged, true);
+    const { cache } = forward(TINY_GPT2, tiny.params, encode(sentence), { cache: true });
+    const states = cache!.get("blocks.0.resid_post")!;
+    assertVecClose(r.vector, meanOf(r.positions.map((p) => row(states, p))), 1e-5);
+  }
+  // Chinese has no spaces between words: the word's bytes are its tokens, zero-width ones included.
+  const zh = await wordInContext(tinyModel, "我去日本", "日本", { params: tiny.params });
+  assertEquals(zh.span, [2, 4]);
+  assertEquals(zh.positions, [6, 7, 8, 9, 10, 11]);
+});
+
+Deno.test("wordInContext() gives one word two vectors in two sentences, where its static embedding is one row", async () => {
+  const a = await wordInContext(tinyModel, "the bank of the river", "bank", { params: tiny.params });
+  const b = await wordInContext(tinyModel, "money in a bank", "bank", { params: tiny.params });
+  const s = await tokenEmbeddings(tinyModel, ["bank", "bank"]);
+  assertEquals(row(s.vectors, 0), row(s.vectors, 1));
+  assertLess(cosineSimilarity(a.vector, b.vector), 0.999999);
+});
+
+Deno.test("wordInContext() rejects a word that is absent, only part of a word, or missing that often", async () => {
+  const s = "the banks of the river";
+  await assertRejects(() => wordInContext(tinyModel, s, "bank"), RangeError, "does not occur as a whole word");
+  await assertRejects(() => wordInContext(tinyModel, s, "moon"), RangeError, "does not occur as a whole word");
+  await assertRejects(() => wordInContext(tinyModel, s, "river", { occurrence: 1 }), RangeError, "occurs 1 time(s)");
+  await assertRejects(() => wordInContext(tinyModel, s, ""), RangeError, "word must be a non-empty string");
+  await assertRejects(() => wordInContext(tinyModel, "", "a"), RangeError, "sentence must be a non-empty string");
+  await assertRejects(() => wordInContext(tinyModel, s, "river", { layer: 5 }), RangeError, "out of range");
+});
+
+Deno.test("neighboursInVocabulary() matches a float64 scan of the whole vocabulary, without the word's own token", async () => {
+  const r = await neighboursInVocabulary(tinyModel, "q", { k: 6, leadingSpace: false });
+  const [id] = encode("q");
+  assertEquals(r.word.ids, [id]);
+  const want = refNeighbours(Float32Array.from(row(E, id)), E, 6, [id]);
+  assertEquals(r.neighbours.map((n) => n.id), want.map((w) => w.i));
+  r.neighbours.forEach((n, i) => assertAlmostEquals(n.score, want[i].s, 1e-5));
+  assertEquals(r.neighbours[0].piece, tinyModel.tokenizer.decode([r.neighbours[0].id]));
+  // A multi-token word queries with the mean of its rows and excludes all of its tokens.
+  const multi = await neighboursInVocabulary(tinyModel, "xyz", { k: 4 });
+  const ids = encode(" xyz");
+  const wantMulti = refNeighbours(Float32Array.from(meanOf(ids.map((i) => row(E, i)))), E, 4, ids);
+  assertEquals(multi.neighbours.map((n) => n.id), wantMulti.map((w) => w.i));
+  await assertRejects(
+    () => neighboursInVocabulary(tinyModel, "q", { k: 0 }),
+    RangeError,
+    "k must be a positive integer",
+  );
+  await assertRejects(() => neighboursInVocabulary(tinyModel, ""), RangeError, "not representable");
+});
+
+Deno.test("embeddingMap() draws one labelled trace per group at the PCA coordinates of the words' vectors", async () => {
+  const groups = { first: ["ab", "cd", "ef"], second: ["xy", "z"] };
+  const fig = await embeddingMap(tinyModel, groups);
+  assertEquals(fig.data.map((t) => t.name), ["first", "second"]);
+  assertEquals(fig.data.map((t) => t.text), [groups.first, groups.second]);
+  const { points } = pca((await tokenEmbeddings(tinyModel, [...groups.first, ...groups.second])).vectors);
+  const xs = [...(fig.data[0].x as number[]), ...(fig.data[1].x as number[])];
+  const ys = [...(fig.data[0].y as number[]), ...(fig.data[1].y as number[])];
+  xs.forEach((x, i) => assertAlmostEquals(x, points.data[2 * i], 1e-6));
+  ys.forEach((y, i) => assertAlmostEquals(y, points.data[2 * i + 1], 1e-6));
+  assertStringIncludes(JSON.stringify(fig.layout), "PC1 (");
+  const ctx = await embeddingMap(tinyModel, groups, { layer: 0, params: tiny.params });
+  assertStringIncludes(JSON.stringify(ctx.layout), "blocks.0.resid_post");
+  await assertRejects(() => embeddingMap(tinyModel, { one: ["ab"] }), RangeError, "at least 2 words");
+  await assertRejects(() => embeddingMap(tinyModel, { a: ["ab", "cd"], empty: [] }), RangeError, '"empty"');
+  await assertRejects(() => embeddingMap(tinyModel, ["ab", "cd"] as unknown as Record<string, string[]>), TypeError);
+});
+
+/** A small WordPiece (BERT-style) tokenizer: lower-cases, inserts [CLS] … [SEP], unknown words become [UNK]. */
+function wordPieceTokenizer(): Model["tokenizer"] {
+  const words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "river", "bank", "money", "sat", "on", "a", "##s", "table"];
+  const special = (id: number) => ({
+    id,
+    content: words[id],
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  });
+  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } }, sep = { SpecialToken: { id: "[SEP]", type_id: 0 } };
+  const json = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [0, 1, 2, 3].map(special),
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase: true,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep],
+      pair: [cls, { Sequence: { id: "A", type_id: 0 } }, sep, { Sequence: { id: "B", type_id: 1 } }, sep],
+      special_tokens: {
+        "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
+        "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
+      },
+    },
+    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(words.map((w, i) => [w, i])),
+    },
+  };
+  const config = {
+    tokenizer_class: "BertTokenizer",
+    do_lower_case: true,
+    unk_token: "[UNK]",
+    cls_token: "[CLS]",
+    sep_token: "[SEP]",
+    pad_token: "[PAD]",
+    model_max_length: 64,
+  };
+  return new PreTrainedTokenizer(json, config);
+}
+
+const wordPiece = wordPieceTokenizer();
+const wpMatrix = randomTensor(13, 4, 11);
+
+Deno.test("tokenEmbeddings() with WordPiece: no leading space, '##' pieces averaged, an [UNK] word rejected or skipped", async () => {
+  const model: EmbeddingModel = { tokenizer: wordPiece, config: { model_type: "bert" }, onnxPath: "" };
+  const r = await tokenEmbeddings(model, ["tables", "bank"], { matrix: wpMatrix });
+  assertEquals(r.leadingSpace, false);
+  assertEquals(r.words[0].tokens, ["table", "##s"]);
+  assertVecClose(row(r.vectors, 0), meanOf([row(wpMatrix, 12), row(wpMatrix, 11)]), 1e-6);
+  assertEquals(row(r.vectors, 1), row(wpMatrix, 6));
+  await assertRejects(
+    () => tokenEmbeddings(model, ["bank", "zebra"], { matrix: wpMatrix }),
+    RangeError,
+    'word 1 ("zebra") is not representable: it tokenizes to the unknown token "[UNK]"',
+  );
+  const skipped = await tokenEmbeddings(model, ["zebra", "bank", "\u0007"], {
+    matrix: wpMatrix,
+    unrepresentable: "skip",
+  });
+  assertEquals(skipped.words.map((w) => w.word), ["bank"]);
+  assertEquals(skipped.skipped.map((s) => s.word), ["zebra", "\u0007"]);
+  assertStringIncludes(skipped.skipped[1].reason, "no token at all");
+});
+
+/**
+ * A stand-in for a transformers.js encoder call: last_hidden_state[p, k] = 10·id + p + k/100.
+ * (No encoder ONNX model is available offline, so the real call cannot be exercised here.)
+ */
+function fakeEncoder(width: number): Model["model"] {
+  const call = (inputs: { input_ids: { data: ArrayLike<bigint | number> } }) => {
+    const ids = Array.from(inputs.input_ids.data, Number);
+    const data = new Float32Array(ids.length * width);
+    ids.forEach((id, p) => {
+      for (let k = 0; k < width; k++) data[p * width + k] = 10 * id + p + k / 100;
+    });
+    return Promise.resolve({ last_hidden_state: { data, dims: [1, ids.length, width] } });
+  };
+  return call as unknown as Model["model"];
+}
+
+Deno.test("contextualEmbeddings() of an encoder pool transformers.js last_hidden_state: cls, mean and last", async () => {
+  const model: EmbeddingModel = {
+    tokenizer: wordPiece,
+    config: { model_type: "bert", num_hidden_layers: 2 },
+    onnxPath: "",
+    model: fakeEncoder(3),
+  };
+  const ids = [2, 4, 5, 6, 3]; // [CLS] the river bank [SEP]
+  const expected = (p: number) => [0, 1, 2].map((k) => 10 * ids[p] + p + k / 100);
+  const cls = await contextualEmbeddings(model, ["The river bank"], { pool: "cls" });
+  assertEquals(cls.source, "last_hidden_state");
+  assertEquals(cls.sentences[0].ids, ids);
+  assertEquals(cls.sentences[0].positions, [0]);
+  assertVecClose(row(cls.vectors, 0), expected(0), 1e-5);
+  const mean = await contextualEmbeddings(model, ["The river bank"], { layer: -1 });
+  assertEquals(mean.sentences[0].positions, [1, 2, 3], "[CLS] and [SEP] are left out of the mean");
+  assertVecClose(row(mean.vectors, 0), meanOf([1, 2, 3].map(expected)), 1e-5);
+  const last = await contextualEmbeddings(model, ["The river bank"], { pool: "last", layer: 1 });
+  assertVecClose(row(last.vectors, 0), expected(3), 1e-5);
+  const w = await wordInContext(model, "money on the bank", "bank");
+  assertEquals(w.tokens, ["bank"]);
+  await assertRejects(() => contextualEmbeddings(model, ["a"], { layer: 0 }), RangeError, "only last_hidden_state");
+  await assertRejects(() => contextualEmbeddings(model, ["a"], { layer: 2 }), RangeError, "out of range");
+  await assertRejects(
+    () => contextualEmbeddings({ ...model, model: null }, ["a"]),
+    TypeError,
+    "load it without tokenizerOnly",
+  );
 });

@@ -628,3 +628,14 @@ Deno.test("TokenView.writeHtml() writes a standalone page", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tokenize() warns when the text is longer than the model's context", async () => {
+  const { loadModel } = await import("../lib/load.ts");
+  const m = await loadModel(undefined, { tokenizerOnly: true });
+  const context = (m.tokenizer as unknown as { model_max_length: number }).model_max_length;
+  const long = tokenize(m, "the table and the chair ".repeat(context));
+  assert(long.ids.length > context);
+  assert(long.warnings.some((w) => w.includes(`context of ${context}`)), long.warnings.join("; "));
+  const short = tokenize(m, "the table and the chair");
+  assert(!short.warnings.some((w) => w.includes("context")));
+});
