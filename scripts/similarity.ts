@@ -31,6 +31,7 @@ import { contextualEmbeddings, cosineSimilarityMatrix, embeddingMap, tokenEmbedd
 import { loadModel, ModelLoadError } from "../lib/load.ts";
 import { OnnxFormatError } from "../lib/onnx.ts";
 import { heatmap, pageHtml } from "../lib/plot.ts";
+import { writeFileAtomic } from "../lib/_fs.ts";
 
 const DEFAULT_WORDS = "table,chair,astronaut,moon,king,queen,man,woman,Monday,Tuesday,red,blue";
 
@@ -127,7 +128,7 @@ async function main(args: string[]): Promise<void> {
         heatmap(sim, { x: words, y: words, zmid: 0, zmin: -1, zmax: 1, title: `Cosine similarity (${what})` }),
         await embeddingMap(model, { words }, { layer, leadingSpace }),
       ];
-      await Deno.writeTextFile(flags.out, pageHtml(figures, `Word similarity · ${model.id}`));
+      await writeFileAtomic(flags.out, pageHtml(figures, `Word similarity · ${model.id}`));
     }
     if (flags.json) {
       const tokens = stat.words.map((w) => w.tokens);
