@@ -158,3 +158,25 @@ Deno.test("floatToHalf() rounds to nearest even like numpy", () => {
   assertEquals(floatToHalf(65520), 0x7c00); // overflows to +inf
   assertEquals(floatToHalf(-2), 0xc000);
 });
+
+Deno.test("readOnnx() reads a 500 MB model from one copy of the file", async () => {
+  const n = 131_072_000; // 500 MiB of float32
+  const data = new Float32Array(n);
+  data[0] = 1.5;
+  data[n - 1] = -2.25;
+  const dir = await Deno.makeTempDir({ prefix: "paramscope-big-" });
+  const path = join(dir, "big.onnx");
+  try {
+    await writeOnnx(tinyGraph(data), path);
+    const m = await readOnnx(path);
+    assertEquals(m.initializers[0].elements, n);
+    const v = tensorValues(m, "w").data as Float32Array;
+    assertEquals([v[0], v[n - 1]], [1.5, -2.25]);
+    // The raw bytes are a view into the file's one buffer; decoding copies at most this tensor
+    // (when protobuf left it misaligned for a Float32Array), never the whole file again.
+    assertEquals(tensorBytes(m, "w").buffer.byteLength, m.fileBytes);
+    assert(v.buffer.byteLength === m.fileBytes || v.buffer.byteLength === n * 4);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
