@@ -76,7 +76,7 @@ export interface RenderPageResult {
  * ```
  */
 export async function renderPage(htmlPath: string, options: RenderPageOptions = {}): Promise<RenderPageResult> {
-  const timeoutMs = options.timeoutMs ?? 30_000;
+  const timeoutMs = options.timeoutMs ?? 90_000;
   const deadline = Date.now() + timeoutMs;
   const abs = await Deno.realPath(htmlPath);
   const url = new URL(`file://${abs}`).href;

@@ -114,7 +114,7 @@ Deno.test({
         }))`,
         screenshot: shot,
         height: 1300,
-        timeoutMs: 60_000,
+        timeoutMs: 120_000,
       });
       assert(ready, "every plot of the export drew before the timeout");
       assertEquals(errors.filter((e) => !/require|MathJax/i.test(e)), []);
