@@ -9,7 +9,7 @@
  */
 import { parseArgs } from "node:util";
 import { type Dtype, loadModel, ModelLoadError, progressBar } from "../lib/load.ts";
-import { readOnnx } from "../lib/onnx.ts";
+import { countModel } from "../lib/count.ts";
 
 const { values } = parseArgs({
   options: {
@@ -31,12 +31,11 @@ try {
     offline: values.offline,
     onProgress: progressBar(),
   });
-  const onnx = await readOnnx(m.onnxPath);
-  // Stored elements of every initializer (the `count` task separates parameters from constants).
-  const stored = onnx.initializers.reduce((s, i) => s + i.elements, 0);
+  const count = await countModel(m);
   console.log(`model      ${m.id} (${m.source}, ${m.config.model_type}, ${m.dtype})`);
   console.log(`weights    ${m.onnxPath}`);
-  console.log(`parameters ${stored.toLocaleString("en-US")} numbers stored in ${onnx.initializers.length} tensors`);
+  const tied = count.tied.length ? ` (${count.tied.join(", ")} tied to the embedding, counted once)` : "";
+  console.log(`parameters ${count.total.toLocaleString("en-US")}${tied}; ${count.excluded.length} constants excluded`);
   const ids = Array.from(m.tokenizer.encode(values.text));
   console.log(`text       ${JSON.stringify(values.text)}`);
   console.log(`tokens     ${ids.length}: ${ids.map((id) => JSON.stringify(m.tokenizer.decode([id]))).join(" ")}`);
