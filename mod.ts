@@ -34,3 +34,5 @@ export * from "./lib/quantize.ts";
 export * as plot from "./lib/plot.ts";
 export * from "./lib/embed.ts";
 export * from "./lib/weights.ts";
+export * from "./lib/engine.ts";
+export * from "./lib/generate.ts";
