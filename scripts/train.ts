@@ -220,7 +220,9 @@ ${result.step} steps of ${batchSize} × ${seqLen} tokens (${tokensSeen.toLocaleS
 ${
   (tokensSeen / trainIds.length).toFixed(2)
 } epochs), AdamW (β = 0.9, 0.95; weight decay 0.1 on matrices and embeddings only),
-peak learning rate ${lr} with linear warmup and cosine decay to ${+(lr / 10).toPrecision(3)}, gradient-norm clipping at 1, seed ${seed},
+peak learning rate ${lr} with linear warmup and cosine decay to ${+(lr / 10).toPrecision(
+  3,
+)}, gradient-norm clipping at 1, seed ${seed},
 2 worker threads on a 2-core machine. Wall time: ${
   minutesTaken.toFixed(1)
 } minutes (tokenizer, baselines and evaluation included).
