@@ -31,7 +31,7 @@ export * from "./lib/train.ts";
 export * from "./lib/ngram.ts";
 export * from "./lib/forward.ts";
 export * from "./lib/quantize.ts";
-export * as plot from "./lib/plot.ts";
+export * from "./lib/plot.ts";
 export * from "./lib/embed.ts";
 export * from "./lib/weights.ts";
 export * from "./lib/engine.ts";

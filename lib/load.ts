@@ -181,7 +181,11 @@ export interface Model {
  * ```
  */
 export class ModelLoadError extends Error {
-  /** @param message what is missing and what to do */
+  /**
+   * Makes the error.
+   *
+   * @param message what is missing and what to do
+   */
   constructor(message: string) {
     super(message);
     this.name = "ModelLoadError";

@@ -122,7 +122,11 @@ export function dataTypeName(code: number): string {
  * ```
  */
 export class OnnxFormatError extends Error {
-  /** @param message what is wrong and what to do */
+  /**
+   * Makes the error.
+   *
+   * @param message what is wrong and what to do
+   */
   constructor(message: string) {
     super(message);
     this.name = "OnnxFormatError";

@@ -122,6 +122,8 @@ export class Figure {
   readonly config: PlotlyObject;
 
   /**
+   * A figure from plotly traces, layout and config.
+   *
    * @param data plotly traces
    * @param layout plotly layout (default `{}`)
    * @param config plotly config (default `{ responsive: true, displaylogo: false }`)
