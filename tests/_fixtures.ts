@@ -81,3 +81,62 @@ export async function tinyModelDir(
   });
   return { dir, params, names: r.initializerNames };
 }
+
+/**
+ * A small WordPiece (BERT-style) tokenizer's files: lower-cases, inserts [CLS] … [SEP], unknown words
+ * become [UNK]. `words` must start with "[PAD]", "[UNK]", "[CLS]", "[SEP]" (ids 0–3).
+ */
+export function wordPieceTokenizerFiles(
+  words: string[],
+): { json: Record<string, unknown>; config: Record<string, unknown> } {
+  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } }, sep = { SpecialToken: { id: "[SEP]", type_id: 0 } };
+  const json = {
+    version: "1.0",
+    truncation: null,
+    padding: null,
+    added_tokens: [0, 1, 2, 3].map((id) => ({
+      id,
+      content: words[id],
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: {
+      type: "BertNormalizer",
+      clean_text: true,
+      handle_chinese_chars: true,
+      strip_accents: null,
+      lowercase: true,
+    },
+    pre_tokenizer: { type: "BertPreTokenizer" },
+    post_processor: {
+      type: "TemplateProcessing",
+      single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep],
+      pair: [cls, { Sequence: { id: "A", type_id: 0 } }, sep, { Sequence: { id: "B", type_id: 1 } }, sep],
+      special_tokens: {
+        "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
+        "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
+      },
+    },
+    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
+    model: {
+      type: "WordPiece",
+      unk_token: "[UNK]",
+      continuing_subword_prefix: "##",
+      max_input_chars_per_word: 100,
+      vocab: Object.fromEntries(words.map((w, i) => [w, i])),
+    },
+  };
+  const config = {
+    tokenizer_class: "BertTokenizer",
+    do_lower_case: true,
+    unk_token: "[UNK]",
+    cls_token: "[CLS]",
+    sep_token: "[SEP]",
+    pad_token: "[PAD]",
+    model_max_length: 64,
+  };
+  return { json, config };
+}

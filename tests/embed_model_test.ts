@@ -12,7 +12,7 @@ import { contextualEmbeddings, neighboursInVocabulary, tokenEmbeddings } from ".
 import { loadModel } from "../lib/load.ts";
 import { readOnnx, tensorValues } from "../lib/onnx.ts";
 import type { Tensor } from "../lib/types.ts";
-import { TINY_GPT2, tinyModelDir } from "./_fixtures.ts";
+import { TINY_GPT2, tinyModelDir, wordPieceTokenizerFiles } from "./_fixtures.ts";
 
 const model = await loadModel(undefined, { tokenizerOnly: true });
 const arch = model.arch!;
@@ -239,55 +239,7 @@ Deno.test("similarity script rejects one word, an empty word, a layer out of ran
 /** Replaces a model folder's tokenizer with a small WordPiece (BERT-style) one whose ids fit the fixture's vocabulary. */
 async function writeWordPieceTokenizer(dir: string): Promise<void> {
   const words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "river", "bank", "money", "table", "chair"];
-  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } }, sep = { SpecialToken: { id: "[SEP]", type_id: 0 } };
-  const json = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: [0, 1, 2, 3].map((id) => ({
-      id,
-      content: words[id],
-      single_word: false,
-      lstrip: false,
-      rstrip: false,
-      normalized: false,
-      special: true,
-    })),
-    normalizer: {
-      type: "BertNormalizer",
-      clean_text: true,
-      handle_chinese_chars: true,
-      strip_accents: null,
-      lowercase: true,
-    },
-    pre_tokenizer: { type: "BertPreTokenizer" },
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep],
-      pair: [cls, { Sequence: { id: "A", type_id: 0 } }, sep, { Sequence: { id: "B", type_id: 1 } }, sep],
-      special_tokens: {
-        "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
-        "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
-      },
-    },
-    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
-    model: {
-      type: "WordPiece",
-      unk_token: "[UNK]",
-      continuing_subword_prefix: "##",
-      max_input_chars_per_word: 100,
-      vocab: Object.fromEntries(words.map((w, i) => [w, i])),
-    },
-  };
-  const config = {
-    tokenizer_class: "BertTokenizer",
-    do_lower_case: true,
-    unk_token: "[UNK]",
-    cls_token: "[CLS]",
-    sep_token: "[SEP]",
-    pad_token: "[PAD]",
-    model_max_length: 64,
-  };
+  const { json, config } = wordPieceTokenizerFiles(words);
   // Check the files are a tokenizer transformers.js accepts before a script reads them.
   assertEquals(new PreTrainedTokenizer(json, config).encode("bank", { add_special_tokens: false }), [6]);
   await Deno.writeTextFile(join(dir, "tokenizer.json"), JSON.stringify(json));

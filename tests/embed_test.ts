@@ -29,7 +29,7 @@ import { forward } from "../lib/forward.ts";
 import { loadModel, type Model } from "../lib/load.ts";
 import { createPrng } from "../lib/prng.ts";
 import type { Tensor } from "../lib/types.ts";
-import { TINY_GPT2, tinyModelDir } from "./_fixtures.ts";
+import { TINY_GPT2, tinyModelDir, wordPieceTokenizerFiles } from "./_fixtures.ts";
 
 function randomTensor(n: number, d: number, seed: number): Tensor {
   const prng = createPrng(seed);
@@ -582,56 +582,7 @@ Deno.test("embeddingMap() draws one labelled trace per group at the PCA coordina
 /** A small WordPiece (BERT-style) tokenizer: lower-cases, inserts [CLS] … [SEP], unknown words become [UNK]. */
 function wordPieceTokenizer(): Model["tokenizer"] {
   const words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "river", "bank", "money", "sat", "on", "a", "##s", "table"];
-  const special = (id: number) => ({
-    id,
-    content: words[id],
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  });
-  const cls = { SpecialToken: { id: "[CLS]", type_id: 0 } }, sep = { SpecialToken: { id: "[SEP]", type_id: 0 } };
-  const json = {
-    version: "1.0",
-    truncation: null,
-    padding: null,
-    added_tokens: [0, 1, 2, 3].map(special),
-    normalizer: {
-      type: "BertNormalizer",
-      clean_text: true,
-      handle_chinese_chars: true,
-      strip_accents: null,
-      lowercase: true,
-    },
-    pre_tokenizer: { type: "BertPreTokenizer" },
-    post_processor: {
-      type: "TemplateProcessing",
-      single: [cls, { Sequence: { id: "A", type_id: 0 } }, sep],
-      pair: [cls, { Sequence: { id: "A", type_id: 0 } }, sep, { Sequence: { id: "B", type_id: 1 } }, sep],
-      special_tokens: {
-        "[CLS]": { id: "[CLS]", ids: [2], tokens: ["[CLS]"] },
-        "[SEP]": { id: "[SEP]", ids: [3], tokens: ["[SEP]"] },
-      },
-    },
-    decoder: { type: "WordPiece", prefix: "##", cleanup: true },
-    model: {
-      type: "WordPiece",
-      unk_token: "[UNK]",
-      continuing_subword_prefix: "##",
-      max_input_chars_per_word: 100,
-      vocab: Object.fromEntries(words.map((w, i) => [w, i])),
-    },
-  };
-  const config = {
-    tokenizer_class: "BertTokenizer",
-    do_lower_case: true,
-    unk_token: "[UNK]",
-    cls_token: "[CLS]",
-    sep_token: "[SEP]",
-    pad_token: "[PAD]",
-    model_max_length: 64,
-  };
+  const { json, config } = wordPieceTokenizerFiles(words);
   return new PreTrainedTokenizer(json, config);
 }
 
