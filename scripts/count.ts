@@ -17,7 +17,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { CATALOG, type CatalogEntry, catalogIds, comparePublished } from "../lib/catalog.ts";
 import {
   coarseEstimate,
@@ -32,6 +31,7 @@ import {
 } from "../lib/count.ts";
 import { type Dtype, DTYPE_FILES, loadModel } from "../lib/load.ts";
 import type { WeightSource } from "../lib/weights.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: count.ts (--arch NAME | --config PATH | --model ID|PATH [--dtype DTYPE] | --list) [--json]
   --arch NAME      count a catalog entry (see --list)
@@ -40,11 +40,6 @@ const USAGE = `usage: count.ts (--arch NAME | --config PATH | --model ID|PATH [-
   --dtype DTYPE    with --model: which weights file (${Object.keys(DTYPE_FILES).join(", ")}; default fp32)
   --list           list catalog entries
   --json           print JSON instead of a table`;
-
-function fail(message: string): never {
-  console.error(message);
-  Deno.exit(2);
-}
 
 function readConfig(path: string): HfConfig {
   let text: string;
@@ -122,25 +117,15 @@ async function countFile(model: string, dtypeFlag: string | undefined, json: boo
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        arch: { type: "string" },
-        config: { type: "string" },
-        model: { type: "string" },
-        dtype: { type: "string" },
-        list: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    arch: { type: "string" },
+    config: { type: "string" },
+    model: { type: "string" },
+    dtype: { type: "string" },
+    list: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

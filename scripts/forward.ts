@@ -15,10 +15,10 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { ENGINE_NAMES, type EngineName } from "../lib/engine.ts";
 import { nextToken, type NextTokenResult } from "../lib/generate.ts";
 import { loadModel } from "../lib/load.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: forward.ts --text TEXT [--model ID|PATH] [--top N] [--engine reference|onnx] [--json]
   --text TEXT        the text whose next token to predict (required, non-empty)
@@ -26,11 +26,6 @@ const USAGE = `usage: forward.ts --text TEXT [--model ID|PATH] [--top N] [--engi
   --top N            how many candidates to list (default 10)
   --engine NAME      onnx (ONNX Runtime, default) or reference (the kit's TypeScript forward pass)
   --json             print { text, ids, tokens, addedBos, top: [{ id, token, text, logit, prob }], entropy, engine }`;
-
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
-}
 
 /** The candidates as a fixed-width table, with the input and the entropy above it. */
 function formatTable(modelId: string, r: NextTokenResult): string {
@@ -56,24 +51,14 @@ function formatTable(modelId: string, r: NextTokenResult): string {
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        text: { type: "string" },
-        model: { type: "string" },
-        top: { type: "string", default: "10" },
-        engine: { type: "string", default: "onnx" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    text: { type: "string" },
+    model: { type: "string" },
+    top: { type: "string", default: "10" },
+    engine: { type: "string", default: "onnx" },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

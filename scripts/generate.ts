@@ -18,10 +18,10 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { ENGINE_NAMES, type EngineName } from "../lib/engine.ts";
 import { generate, type GenerateOptions, type GenerateResult } from "../lib/generate.ts";
 import { loadModel } from "../lib/load.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: generate.ts --prompt TEXT [--model ID|PATH] [--temperature T] [--top-k K] [--top-p P] [--min-p M]
                    [--repetition-penalty R] [--seed S] [--max-tokens N] [--stop TEXT]... [--engine onnx|reference]
@@ -40,11 +40,6 @@ const USAGE = `usage: generate.ts --prompt TEXT [--model ID|PATH] [--temperature
   --truncate                 drop prompt tokens from the left when the prompt and N tokens exceed the context
   --json                     print { prompt, prompt_ids, added_bos, ids, text, finish_reason, warnings }`;
 
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
-}
-
 function numberFlag(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
@@ -53,32 +48,22 @@ function numberFlag(name: string, value: string | undefined): number | undefined
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        prompt: { type: "string" },
-        model: { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        "min-p": { type: "string" },
-        "repetition-penalty": { type: "string" },
-        seed: { type: "string" },
-        "max-tokens": { type: "string" },
-        stop: { type: "string", multiple: true },
-        engine: { type: "string", default: "onnx" },
-        truncate: { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    prompt: { type: "string" },
+    model: { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    "min-p": { type: "string" },
+    "repetition-penalty": { type: "string" },
+    seed: { type: "string" },
+    "max-tokens": { type: "string" },
+    stop: { type: "string", multiple: true },
+    engine: { type: "string", default: "onnx" },
+    truncate: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

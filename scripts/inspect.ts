@@ -16,9 +16,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { bundledModelPath, type Dtype, DTYPE_FILES, loadModel } from "../lib/load.ts";
 import { formatInspect, inspectWeights, type WeightSource } from "../lib/weights.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: inspect.ts [--model ID|PATH] [--dtype DTYPE] [--filter REGEX] [--json] [--bins N] [--near-zero T]
   --model ID|PATH  a model folder, a .onnx file, or a hub id (default: the bundled model)
@@ -27,11 +27,6 @@ const USAGE = `usage: inspect.ts [--model ID|PATH] [--dtype DTYPE] [--filter REG
   --json           print a JSON array of { name, shape, dtype, component, kind, stats, ... }
   --bins N         histogram bins per tensor (default 32; 0 for none)
   --near-zero T    |x| <= T counts as near zero (default 0.001)`;
-
-function fail(message: string): never {
-  console.error(message);
-  Deno.exit(2);
-}
 
 function exists(path: string): boolean {
   try {
@@ -53,25 +48,15 @@ async function openSource(model: string | undefined, dtype: Dtype): Promise<Weig
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        dtype: { type: "string", default: "fp32" },
-        filter: { type: "string" },
-        json: { type: "boolean", default: false },
-        bins: { type: "string", default: "32" },
-        "near-zero": { type: "string", default: "0.001" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    model: { type: "string" },
+    dtype: { type: "string", default: "fp32" },
+    filter: { type: "string" },
+    json: { type: "boolean", default: false },
+    bins: { type: "string", default: "32" },
+    "near-zero": { type: "string", default: "0.001" },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

@@ -12,9 +12,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { OnnxFormatError } from "../lib/onnx.ts";
 import { QUANT_DTYPES, type QuantDtype, quantizeModel, type QuantizeResult } from "../lib/quantize.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: quantize.ts --model DIR [--dtypes fp16,q8,int8,q4] [--block-size N] [--per-channel]
                    [--weight-type uint8|int8] [--accuracy-level N] [--json]
@@ -25,11 +25,6 @@ const USAGE = `usage: quantize.ts --model DIR [--dtypes fp16,q8,int8,q4] [--bloc
   --weight-type T     q8 weight type: uint8 (default) or int8
   --accuracy-level N  q4: MatMulNBits accuracy_level 0-4 (default: not written)
   --json              print JSON instead of a table`;
-
-function fail(message: string): never {
-  console.error(message);
-  Deno.exit(2);
-}
 
 function table(r: QuantizeResult): string {
   const rows = [
@@ -50,26 +45,16 @@ function table(r: QuantizeResult): string {
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        model: { type: "string" },
-        dtypes: { type: "string", default: "fp16,q8,q4" },
-        "block-size": { type: "string" },
-        "per-channel": { type: "boolean", default: false },
-        "weight-type": { type: "string" },
-        "accuracy-level": { type: "string" },
-        json: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    model: { type: "string" },
+    dtypes: { type: "string", default: "fp16,q8,q4" },
+    "block-size": { type: "string" },
+    "per-channel": { type: "boolean", default: false },
+    "weight-type": { type: "string" },
+    "accuracy-level": { type: "string" },
+    json: { type: "boolean", default: false },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

@@ -26,12 +26,12 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { contextualEmbeddings, cosineSimilarityMatrix, embeddingMap, tokenEmbeddings } from "../lib/embed.ts";
 import { loadModel, ModelLoadError } from "../lib/load.ts";
 import { OnnxFormatError } from "../lib/onnx.ts";
 import { heatmap, pageHtml } from "../lib/plot.ts";
 import { writeFileAtomic } from "../lib/_fs.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const DEFAULT_WORDS = "table,chair,astronaut,moon,king,queen,man,woman,Monday,Tuesday,red,blue";
 
@@ -44,11 +44,6 @@ const USAGE =
   --no-leading-space  look words up without the leading space byte-level BPE uses inside sentences
   --json              print { words, matrix, tokens, source, leadingSpace }
   --out FILE.html     write the heatmap and the PCA map as one self-contained page`;
-
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
-}
 
 function isInputError(e: unknown): e is Error {
   return e instanceof RangeError || e instanceof TypeError || e instanceof ModelLoadError ||
@@ -64,25 +59,15 @@ function formatMatrix(words: string[], matrix: number[][]): string {
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        words: { type: "string", default: DEFAULT_WORDS },
-        model: { type: "string" },
-        layer: { type: "string" },
-        "no-leading-space": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        out: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    words: { type: "string", default: DEFAULT_WORDS },
+    model: { type: "string" },
+    layer: { type: "string" },
+    "no-leading-space": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    out: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;

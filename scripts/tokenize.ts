@@ -17,9 +17,9 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { loadModel } from "../lib/load.ts";
 import { tokenize, type TokenizeResult, TokenView } from "../lib/tokenize.ts";
+import { fail, parseFlags } from "./_cli.ts";
 
 const USAGE = `usage: tokenize.ts --text TEXT [--model ID|PATH] [--no-special] [--json] [--html FILE]
   --text TEXT      the text to tokenize (required, non-empty)
@@ -27,11 +27,6 @@ const USAGE = `usage: tokenize.ts --text TEXT [--model ID|PATH] [--no-special] [
   --no-special     do not add the special tokens the tokenizer inserts for a forward pass (BOS, [CLS] ... [SEP])
   --json           print the tokenize() result as JSON: { text, ids, tokens, pieces, offsets, special, ... }
   --html FILE      also write the token chips to FILE as a standalone HTML page`;
-
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(2);
-}
 
 /** A fixed-width table of the tokens, one row per token, then the counts. */
 function formatTable(r: TokenizeResult): string {
@@ -59,24 +54,14 @@ function formatTable(r: TokenizeResult): string {
 }
 
 async function main(args: string[]): Promise<void> {
-  let flags;
-  try {
-    flags = parseArgs({
-      args,
-      options: {
-        text: { type: "string" },
-        model: { type: "string" },
-        "no-special": { type: "boolean", default: false },
-        json: { type: "boolean", default: false },
-        html: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (e) {
-    fail(`${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-  }
+  const flags = parseFlags(args, {
+    text: { type: "string" },
+    model: { type: "string" },
+    "no-special": { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    html: { type: "string" },
+    help: { type: "boolean", short: "h", default: false },
+  }, USAGE);
   if (flags.help) {
     console.log(USAGE);
     return;
