@@ -48,6 +48,7 @@ import {
   type WasmFunction,
   wasmModule,
 } from "./_wasm.ts";
+import { vecApply } from "./_vecmath.ts";
 
 /** Output columns per tile of the JavaScript matrix products (128 columns × d_model 768 × 4 bytes ≈ 384 KiB at most). */
 const COLUMN_TILE = 128;
@@ -896,8 +897,9 @@ const GELU_NEG_2K = -2 * Math.sqrt(2 / Math.PI);
 
 /**
  * GELU, tanh form (GPT-2's `gelu_new`): `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as
- * `x / (1 + exp(-2·√(2/π)·(x + 0.044715·x³)))` (the same function; one `Math.exp` is cheaper than
- * `Math.tanh` in V8, and it saturates to `x` and `-0` in the tails).
+ * `x / (1 + exp(-2·√(2/π)·(x + 0.044715·x³)))` (the same function, one `exp` instead of a `tanh`;
+ * it saturates to `x` and `-0` in the tails). Runs in WebAssembly SIMD with a float32 `exp`
+ * accurate to 1 ulp (`_vecmath.ts`), or in JavaScript with `Math.exp` where SIMD is missing.
  * `out` may be `inp`.
  *
  * @param out destination `[n]`
@@ -913,6 +915,7 @@ const GELU_NEG_2K = -2 * Math.sqrt(2 / Math.PI);
  * ```
  */
 export function geluTanh(out: Float32Array, inp: Float32Array, n: number): void {
+  if (vecApply("gelu", out, inp, n)) return;
   for (let i = 0; i < n; i++) {
     const x = inp[i];
     out[i] = x / (1 + Math.exp(GELU_NEG_2K * (x + 0.044715 * x * x * x)));
@@ -920,7 +923,8 @@ export function geluTanh(out: Float32Array, inp: Float32Array, n: number): void 
 }
 
 /**
- * SiLU (swish): `x·σ(x)`. `out` may be `inp`.
+ * SiLU (swish): `x·σ(x)`, computed as `x / (1 + exp(-x))`, in WebAssembly SIMD where available
+ * (as {@linkcode geluTanh}). `out` may be `inp`.
  *
  * @param out destination `[n]`
  * @param inp input `[n]`
@@ -935,15 +939,19 @@ export function geluTanh(out: Float32Array, inp: Float32Array, n: number): void 
  * ```
  */
 export function silu(out: Float32Array, inp: Float32Array, n: number): void {
+  if (vecApply("silu", out, inp, n)) return;
   for (let i = 0; i < n; i++) {
     const x = inp[i];
     out[i] = x / (1 + Math.exp(-x));
   }
 }
 
+/** Scratch for {@linkcode softmaxCausal}: the shifted, scaled scores of every visible entry, then their exps. */
+let softmaxScratch = new Float32Array(0);
+
 /**
  * Softmax of `x[offset .. offset+n)` in place, max-subtracted for stability. At least one
- * element must be finite (a fully masked row has no softmax).
+ * element must be finite (a fully masked row has no softmax). Exps as in {@linkcode softmaxCausal}.
  *
  * @param x buffer
  * @param offset first element
@@ -958,14 +966,52 @@ export function silu(out: Float32Array, inp: Float32Array, n: number): void {
  * ```
  */
 export function softmaxInPlace(x: Float32Array, offset: number, n: number): void {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) if (x[offset + i] > max) max = x[offset + i];
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(x[offset + i] - max);
-    x[offset + i] = e;
-    sum += e;
+  softmaxCausal(x.subarray(offset, offset + n), 1, n, n, 1);
+}
+
+/**
+ * Causal softmax of attention scores in place: row `r` of `x [rows, cols]` becomes
+ * `softmax(scale · x[r, 0 .. v))` over its first `v = min(cols, visible + r)` entries, and the
+ * entries after them become `0` (the keys a query may not see). Max-subtracted for stability;
+ * the exps run in WebAssembly SIMD where available (float32, 1 ulp; `_vecmath.ts`) and the sums in
+ * float64. The first visible entry of every row must be finite. Allocates only when a call needs
+ * more scratch than any call before it.
+ *
+ * @param x scores `[rows, cols]` (e.g. `[pos, key]` for one head), overwritten by the pattern
+ * @param rows number of rows (queries)
+ * @param cols row width (keys)
+ * @param visible entries visible to row 0 (e.g. `past_pos + 1`); each later row sees one more
+ * @param scale factor applied before the softmax (e.g. `1/√d_head`), positive
+ * @returns nothing; the result is written to `x`
+ * @example
+ * ```ts
+ * import { softmaxCausal } from "./_kernels.ts";
+ * // two queries over two keys: the first sees only key 0
+ * const x = new Float32Array([5, 9, 0, Math.log(3)]);
+ * softmaxCausal(x, 2, 2, 1, 1);
+ * console.log(x); // ≈ Float32Array [1, 0, 0.25, 0.75]
+ * ```
+ */
+export function softmaxCausal(x: Float32Array, rows: number, cols: number, visible: number, scale: number): void {
+  let total = 0;
+  for (let r = 0; r < rows; r++) total += Math.min(cols, visible + r);
+  if (softmaxScratch.length < total) softmaxScratch = new Float32Array(Math.max(total, 2 * softmaxScratch.length));
+  const e = softmaxScratch;
+  for (let r = 0, at = 0; r < rows; r++) {
+    const b = r * cols, v = Math.min(cols, visible + r);
+    let max = -Infinity;
+    for (let j = 0; j < v; j++) if (x[b + j] > max) max = x[b + j];
+    for (let j = 0; j < v; j++) e[at + j] = (x[b + j] - max) * scale;
+    at += v;
   }
-  const inv = 1 / sum;
-  for (let i = 0; i < n; i++) x[offset + i] *= inv;
+  if (!vecApply("exp", e, e, total)) { for (let i = 0; i < total; i++) e[i] = Math.exp(e[i]); }
+  for (let r = 0, at = 0; r < rows; r++) {
+    const b = r * cols, v = Math.min(cols, visible + r);
+    let sum = 0;
+    for (let j = 0; j < v; j++) sum += e[at + j];
+    const inv = 1 / sum;
+    for (let j = 0; j < v; j++) x[b + j] = e[at + j] * inv;
+    x.fill(0, b + v, b + cols);
+    at += v;
+  }
 }

@@ -39,7 +39,7 @@
  *
  * @module
  */
-import { geluTanh, layerNorm, matmul, matmulTransposed, rmsNorm, silu, softmaxInPlace } from "./_kernels.ts";
+import { geluTanh, layerNorm, matmul, matmulTransposed, rmsNorm, silu, softmaxCausal } from "./_kernels.ts";
 import type { ArchConfig, ParamMap, Tensor } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -381,8 +381,8 @@ interface Workspace {
   proj: Float32Array; // [pos, d_model] attention or MLP output
   hidden: Float32Array; // [pos, d_mlp]
   gate: Float32Array; // [pos, d_mlp] LLaMA gate
-  row: Float32Array; // [key] one query's scores, then its pattern
-  acc: Float64Array; // [d_head] one query's weighted sum of values
+  scores: Float32Array; // [group·pos, key] scores, then patterns, of the query heads sharing one kv head
+  zGroup: Float32Array; // [group·pos, d_head] their weighted sums of values
   cos: Float64Array; // [pos, d_head/2] rotary cosines (LLaMA)
   sin: Float64Array; // [pos, d_head/2] rotary sines (LLaMA)
   sharedK: Float32Array | null; // [kv_head, key, d_head] reused across layers when present is off
@@ -411,8 +411,8 @@ function makeWorkspace(config: ArchConfig, s: Sizes, n: number, pastLen: number,
     proj: new Float32Array(n * s.dModel),
     hidden: new Float32Array(n * s.dMlp),
     gate: new Float32Array(gpt2 ? 0 : n * s.dMlp),
-    row: new Float32Array(total),
-    acc: new Float64Array(s.dHead),
+    scores: new Float32Array((s.nHead / s.nKvHead) * n * total),
+    zGroup: new Float32Array((s.nHead / s.nKvHead) * n * s.dHead),
     cos: new Float64Array(gpt2 ? 0 : n * half),
     sin: new Float64Array(gpt2 ? 0 : n * half),
     sharedK: keepPresent ? null : new Float32Array(s.nKvHead * total * s.dHead),
@@ -577,37 +577,39 @@ function attention(
     }
   }
 
-  // Scores, softmax and weighted values, one query row at a time.
+  // Per kv head, for the `group` query heads sharing it (adjacent in q [head, pos, d_head]):
+  // scores = q·kᵀ [group·pos, key], causal softmax of scores/√d_head, z = pattern·v [group·pos, d_head].
+  // Masked (future) keys get pattern 0, so the products may run over all `total` keys.
   const scale = 1 / Math.sqrt(dh);
   const group = H / KVH; // query heads per key/value head
-  const scores = ws.record ? new Float32Array(H * n * total).fill(-Infinity) : null; // [head, pos, key]
+  const allScores = ws.record ? new Float32Array(H * n * total) : null; // [head, pos, key]
   const pattern = ws.record ? new Float32Array(H * n * total) : null; // [head, pos, key]
-  const { row, acc, z } = ws;
-  for (let h = 0; h < H; h++) {
-    const kvBase = Math.floor(h / group) * total * dh;
-    for (let i = 0; i < n; i++) {
-      const qb = (h * n + i) * dh;
-      const visible = pastLen + i + 1; // causal: keys 0 .. past_pos + i
-      for (let j = 0; j < visible; j++) {
-        const kb = kvBase + j * dh;
-        let dot = 0;
-        for (let d = 0; d < dh; d++) dot += ws.q[qb + d] * keys[kb + d];
-        row[j] = dot * scale;
+  const { scores, zGroup, z } = ws;
+  for (let kvh = 0; kvh < KVH; kvh++) {
+    const rows = group * n;
+    const q = ws.q.subarray(kvh * rows * dh, (kvh + 1) * rows * dh);
+    matmulTransposed(scores, q, keys.subarray(kvh * total * dh, (kvh + 1) * total * dh), null, rows, dh, total);
+    if (allScores) {
+      for (let i = 0; i < rows; i++) {
+        const rb = i * total, visible = pastLen + (i % n) + 1; // causal: keys 0 .. past_pos + i
+        for (let j = 0; j < total; j++) {
+          allScores[kvh * rows * total + rb + j] = j < visible ? scores[rb + j] * scale : -Infinity;
+        }
       }
-      if (scores) scores.set(row.subarray(0, visible), (h * n + i) * total);
-      softmaxInPlace(row, 0, visible);
-      if (pattern) pattern.set(row.subarray(0, visible), (h * n + i) * total);
-      acc.fill(0);
-      for (let j = 0; j < visible; j++) {
-        const p = row[j], vb = kvBase + j * dh;
-        for (let d = 0; d < dh; d++) acc[d] += p * values[vb + d];
+    }
+    for (let g = 0; g < group; g++) softmaxCausal(scores.subarray(g * n * total), n, total, pastLen + 1, scale);
+    pattern?.set(scores.subarray(0, rows * total), kvh * rows * total);
+    matmul(zGroup, scores, values.subarray(kvh * total * dh, (kvh + 1) * total * dh), null, rows, total, dh);
+    for (let g = 0; g < group; g++) {
+      const h = kvh * group + g;
+      for (let i = 0; i < n; i++) {
+        // z is [pos, head·d_head]: heads side by side, as HF merge_heads
+        z.set(zGroup.subarray((g * n + i) * dh, (g * n + i + 1) * dh), i * H * dh + h * dh);
       }
-      const zb = i * H * dh + h * dh; // z is [pos, head·d_head]: heads side by side, as HF merge_heads
-      for (let d = 0; d < dh; d++) z[zb + d] = acc[d];
     }
   }
   if (ws.record) {
-    ws.record(`${b}.attn.scores`, scores!, [H, n, total], true);
+    ws.record(`${b}.attn.scores`, allScores!, [H, n, total], true);
     ws.record(`${b}.attn.pattern`, pattern!, [H, n, total], true);
     ws.record(`${b}.attn.z`, z, [n, H * dh]);
   }
@@ -701,7 +703,8 @@ function unembed(config: ArchConfig, params: ParamMap, out: Float32Array, x: Flo
  * optionally continuing from a KV cache and optionally keeping every intermediate activation.
  *
  * Tolerance: agrees with a float64 implementation of the same math to about `1e-5` absolute on
- * logits of order 1 (float32 storage, float64 sums; see `tests/forward_test.ts`).
+ * logits of order 1 (float32 storage; float32 sums in the matrix products, attention included,
+ * and in `exp`; float64 sums in the norms and softmax; see `tests/forward_test.ts`).
  *
  * @param config the architecture (`Gpt2Config` or `LlamaConfig`)
  * @param params learned tensors under the names of {@linkcode expectedParamShapes}

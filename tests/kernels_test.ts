@@ -16,6 +16,7 @@ import {
   rmsNorm,
   silu,
   SIMD_MIN_WEIGHTS,
+  softmaxCausal,
   softmaxInPlace,
 } from "../lib/_kernels.ts";
 import { compileWasm, get, i32, i32Store, sleb, uleb, wasmModule } from "../lib/_wasm.ts";
@@ -506,4 +507,28 @@ Deno.test("softmaxInPlace() sums to one, keeps order, survives large inputs and 
   for (let i = 0; i < 3; i++) assertAlmostEquals(x[1 + i], e[i] / z, 1e-6);
   assertAlmostEquals(x[1] + x[2] + x[3], 1, 1e-6);
   assert(x[2] > x[1] && x[1] > x[3]);
+});
+
+Deno.test("softmaxCausal() gives each row the scaled softmax of its visible keys and zeros after them", () => {
+  const rnd = lcg(11);
+  const rows = 5, cols = 9, visible = 3, scale = 0.37;
+  const x = randomArray(rows * cols, () => rnd() * 30);
+  const before = x.slice();
+  softmaxCausal(x, rows, cols, visible, scale);
+  for (let r = 0; r < rows; r++) {
+    const v = Math.min(cols, visible + r), row = Array.from(before.subarray(r * cols, r * cols + v));
+    const max = Math.max(...row), e = row.map((s) => Math.exp((s - max) * scale)), z = e.reduce((a, b) => a + b);
+    for (let j = 0; j < cols; j++) {
+      if (j < v) assertAlmostEquals(x[r * cols + j], e[j] / z, 1e-6);
+      else assertEquals(x[r * cols + j], 0);
+    }
+  }
+  // Masked scores may be anything, even NaN or -Infinity; a visible -Infinity gets probability 0.
+  const y = new Float32Array([1, NaN, -Infinity, -Infinity, 2, NaN]);
+  softmaxCausal(y, 2, 3, 1, 1);
+  assertEquals(Array.from(y), [1, 0, 0, 0, 1, 0]);
+  // A row sees at most every key.
+  const wide = new Float32Array([0, 0, 0, 0]);
+  softmaxCausal(wide, 1, 4, 10, 1);
+  assertEquals(Array.from(wide), [0.25, 0.25, 0.25, 0.25]);
 });
