@@ -78,12 +78,6 @@ function f32x4(v: number): Code {
   return [0xfd, 0x0c, ...bytes];
 }
 
-/** `v128.const` of four equal i32 lanes. */
-function i32x4(v: number): Code {
-  const bytes = new Uint8Array(new Int32Array([v, v, v, v]).buffer);
-  return [0xfd, 0x0c, ...bytes];
-}
-
 /**
  * The constants of the kernels, each held in a v128 local set once before the loop (a
  * `v128.const` inside the loop is rebuilt from immediates on every iteration by V8 on x86-64,
