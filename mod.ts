@@ -36,3 +36,4 @@ export * from "./lib/embed.ts";
 export * from "./lib/weights.ts";
 export * from "./lib/engine.ts";
 export * from "./lib/generate.ts";
+export * from "./lib/umap.ts";

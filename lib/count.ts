@@ -922,7 +922,9 @@ export async function countModel(source: WeightSource, options: CountModelOption
   if (config !== undefined && modelType !== undefined && Object.hasOwn(SUPPORTED_MODEL_TYPES, modelType)) {
     family = SUPPORTED_MODEL_TYPES[modelType];
     try {
-      analytic = countAnalytic(config as HfConfig).analytic;
+      // Optimum's feature-extraction exports of BertModel drop the pooler; count it only when present.
+      const pooler = list.params.some((p) => p.name === "pooler.weight");
+      analytic = countAnalytic(config as HfConfig, family === "bert" ? { pooler } : {}).analytic;
     } catch {
       analytic = undefined;
     }

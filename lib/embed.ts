@@ -47,6 +47,7 @@ import type { Model } from "./load.ts";
 import { type Figure, scatter } from "./plot.ts";
 import { tokenize, type TokenizeResult } from "./tokenize.ts";
 import type { ArchConfig, ParamMap, Tensor } from "./types.ts";
+import { umap } from "./umap.ts";
 import { loadParams, readParameter } from "./weights.ts";
 import {
   compileWasm,
@@ -823,9 +824,9 @@ export interface ContextualEmbeddingsResult {
  * read the activation named in {@linkcode HiddenStateOptions.layer}; this works
  * with a `tokenizerOnly` model. Encoders (BERT style, no `model.arch`) run the
  * transformers.js model and read `last_hidden_state` (`[1, pos, hidden]`), so
- * they need a model loaded without `tokenizerOnly`. Limitation: no encoder ONNX
- * model is available offline in this project's tests, so the encoder path is
- * tested only with a stand-in for the transformers.js model call.
+ * they need a model loaded without `tokenizerOnly` (tested against a float64
+ * BERT written from the formulas, on a BERT export made by the tests, in
+ * `tests/embed_encoder_test.ts`).
  *
  * @param model a loaded model
  * @param sentences one or more non-empty texts
@@ -1151,6 +1152,16 @@ export interface EmbeddingMapOptions {
   leadingSpace?: boolean;
   /** Unrepresentable words, as {@linkcode TokenEmbeddingsOptions.unrepresentable}. Default `"throw"`. */
   unrepresentable?: UnrepresentablePolicy;
+  /**
+   * How to flatten the vectors to 2-D: `"pca"` (default; straight directions of most variance,
+   * distances comparable) or `"umap"` ({@linkcode umap} with cosine distances: keeps each word's
+   * neighbours near it, but distances between groups mean little).
+   */
+  projection?: "pca" | "umap";
+  /** UMAP's seed (same seed, same map). Default 0. Ignored by PCA, which has no randomness. */
+  seed?: number;
+  /** UMAP's neighbours per word. Default `min(15, words - 1)`. */
+  neighbours?: number;
   /** Figure title. Default: says which vectors are drawn. */
   title?: string;
   /** Figure height in pixels. Default 500. */
@@ -1164,17 +1175,19 @@ export interface EmbeddingMapOptions {
 /**
  * A 2-D map of word groups: their vectors (static input embeddings, or
  * contextual ones with `layer`) projected on the first two principal
- * components ({@linkcode pca} over all the words together), drawn as a
- * {@linkcode scatter} with one colour per group and each point labelled with
- * its word. Axis titles give the share of variance each component explains.
- * Words close on the map are close in those two directions only; the cosine
- * matrix ({@linkcode cosineSimilarityMatrix}) measures all of them.
+ * components ({@linkcode pca} over all the words together), or laid out by
+ * UMAP with `projection: "umap"`, drawn as a {@linkcode scatter} with one
+ * colour per group and each point labelled with its word. For PCA, axis titles
+ * give the share of variance each component explains, and words close on the
+ * map are close in those two directions only; the cosine matrix
+ * ({@linkcode cosineSimilarityMatrix}) measures all of them.
  *
  * @param model a loaded model
  * @param groups group name → words, e.g. `{ days: ["Monday", "Tuesday"], colours: ["red", "blue"] }`
  * @param options contextual layer, leading-space convention, title
  * @returns the scatter figure (displays itself in Jupyter; `writeHtml()` from scripts)
- * @throws {RangeError} for fewer than two words in all, an empty group, or an unrepresentable word
+ * @throws {RangeError} for fewer than two words in all (three for UMAP), an empty group, an
+ *   unrepresentable word, or an unknown projection
  * @example
  * ```ts
  * import { embeddingMap } from "./embed.ts";
@@ -1190,6 +1203,10 @@ export async function embeddingMap(
   options: EmbeddingMapOptions = {},
 ): Promise<Figure> {
   const who = "embeddingMap()";
+  const projection = options.projection ?? "pca";
+  if (projection !== "pca" && projection !== "umap") {
+    throw new RangeError(`${who}: projection must be "pca" or "umap", got ${JSON.stringify(projection)}`);
+  }
   if (groups === null || typeof groups !== "object" || Array.isArray(groups)) {
     throw new TypeError(`${who}: groups must be an object of group name → array of words`);
   }
@@ -1224,15 +1241,31 @@ export async function embeddingMap(
     vectors = ctx.vectors;
     what = `${ctx.source}, each word on its own`;
   }
+  const labels = st.words.map((w) => w.word), groupsOf = st.words.map((w) => groupOf[w.index]);
+  const height = options.height ?? 500;
+  if (projection === "umap") {
+    if (st.words.length < 3) {
+      throw new RangeError(`${who}: UMAP needs at least 3 representable words, got ${st.words.length}; use PCA`);
+    }
+    const { points, neighbours } = umap(vectors, { seed: options.seed, neighbours: options.neighbours });
+    return scatter(points, {
+      labels,
+      groups: groupsOf,
+      title: options.title ?? `Words laid out by UMAP (${what}; ${neighbours} neighbours, cosine)`,
+      xTitle: "UMAP 1 (no units)",
+      yTitle: "UMAP 2 (no units)",
+      height,
+    });
+  }
   const { points, explainedVarianceRatio: r } = pca(vectors);
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   return scatter(points, {
-    labels: st.words.map((w) => w.word),
-    groups: st.words.map((w) => groupOf[w.index]),
+    labels,
+    groups: groupsOf,
     title: options.title ?? `Words on the first two principal components (${what})`,
     xTitle: `PC1 (${pct(r[0])} of the variance)`,
     yTitle: `PC2 (${pct(r[1])} of the variance)`,
-    height: options.height ?? 500,
+    height,
   });
 }
 
@@ -1369,6 +1402,15 @@ async function hiddenStates(
     throw new RangeError(
       `${who}: layer ${options.layer} is not available for this ${modelType} encoder: transformers.js returns only ` +
         `last_hidden_state; leave layer out for the last layer`,
+    );
+  }
+  // Positions: RoBERTa-style models start at pad_token_id + 1, so 2 of their table's rows are never used.
+  const maxPos = Number(model.config?.max_position_embeddings ?? NaN) -
+    (/roberta|camembert/.test(modelType) ? Number(model.config?.pad_token_id ?? 1) + 1 : 0);
+  if (Number.isInteger(maxPos) && maxPos > 0 && tok.ids.length > maxPos) {
+    throw new RangeError(
+      `${who}: the text has ${tok.ids.length} tokens but this ${modelType} encoder has ${maxPos} positions ` +
+        `(max_position_embeddings); shorten it to at most ${maxPos} tokens, special tokens included`,
     );
   }
   const inputs = (model.tokenizer as unknown as (t: string) => unknown)(text);

@@ -52,8 +52,10 @@ for (const nb of notebooks) {
     timeoutSeconds: Number(values.timeout),
   });
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
-  if (r.ok) console.log(`ok    ${basename(nb)} (${r.cells} cells, ${secs} s, ${(r.bytes / 1024).toFixed(0)} KiB)`);
-  else {
+  const late = r.lateOutputs ? `, ${r.lateOutputs} late outputs kept` : "";
+  if (r.ok) {
+    console.log(`ok    ${basename(nb)} (${r.cells} cells, ${secs} s, ${(r.bytes / 1024).toFixed(0)} KiB${late})`);
+  } else {
     failed++;
     console.log(`FAIL  ${basename(nb)} (${secs} s)\n${r.error}`);
   }

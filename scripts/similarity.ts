@@ -1,12 +1,13 @@
 /**
  * Cosine similarity of word vectors: which words sit close together in a
  * model's embedding space. Prints the matrix (a table, or JSON) and can write
- * a heatmap plus a 2-D PCA map as one self-contained HTML page.
+ * a heatmap plus a 2-D map (PCA, or UMAP with `--map umap`) as one self-contained HTML page.
  *
  * ```sh
  * deno run --allow-read --allow-env --allow-ffi scripts/similarity.ts --words "table,chair,astronaut,moon,king,queen"
  * deno run --allow-read --allow-env --allow-ffi scripts/similarity.ts --words "bank,river,money" --layer 2 --json
  * deno run --allow-read --allow-env --allow-ffi --allow-write=out scripts/similarity.ts --out out/similarity.html
+ * deno run --allow-read --allow-env --allow-ffi --allow-write=out scripts/similarity.ts --map umap --seed 3 --out out/umap.html
  * ```
  *
  * Vectors: without `--layer`, each word's row of the input embedding matrix
@@ -22,7 +23,8 @@
  * as given, the `[n][n]` cosine matrix (6 decimals), each word's tokens, and
  * which vectors were compared. Exit codes: 0 ok; 2 bad input (fewer than two
  * words, an empty word or one the vocabulary cannot represent, a layer out of
- * range, an unknown flag) or a model that cannot be loaded.
+ * range, `--map` other than pca/umap, UMAP with fewer than three words, an unknown flag) or a
+ * model that cannot be loaded.
  *
  * @module
  */
@@ -37,13 +39,16 @@ const DEFAULT_WORDS = "table,chair,astronaut,moon,king,queen,man,woman,Monday,Tu
 
 const USAGE =
   `usage: similarity.ts [--words W1,W2,...] [--model ID|PATH] [--layer K] [--no-leading-space] [--json] [--out FILE.html]
+                     [--map pca|umap] [--seed S]
   --words LIST        comma-separated words, at least two (default: ${DEFAULT_WORDS})
   --model ID|PATH     a model folder or hub id (default: the bundled model)
   --layer K           compare hidden states after block K (0-based; negative counts from the end, as --layer=-1)
                       instead of the input embeddings
   --no-leading-space  look words up without the leading space byte-level BPE uses inside sentences
   --json              print { words, matrix, tokens, source, leadingSpace }
-  --out FILE.html     write the heatmap and the PCA map as one self-contained page`;
+  --out FILE.html     write the heatmap and the 2-D map as one self-contained page
+  --map pca|umap      the 2-D map in --out: principal components (default) or UMAP (neighbourhoods, cosine)
+  --seed S            UMAP's seed, an integer (default 0): the same seed draws the same map`;
 
 function isInputError(e: unknown): e is Error {
   return e instanceof RangeError || e instanceof TypeError || e instanceof ModelLoadError ||
@@ -66,6 +71,8 @@ async function main(args: string[]): Promise<void> {
     "no-leading-space": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
     out: { type: "string" },
+    map: { type: "string", default: "pca" },
+    seed: { type: "string", default: "0" },
     help: { type: "boolean", short: "h", default: false },
   }, USAGE);
   if (flags.help) {
@@ -85,6 +92,11 @@ async function main(args: string[]): Promise<void> {
     if (flags.layer.trim() === "" || !Number.isInteger(layer)) fail(`--layer must be an integer, got "${flags.layer}"`);
   }
   if (flags.out !== undefined && flags.out.length === 0) fail("--out needs a file name");
+  const projection = flags.map;
+  if (projection !== "pca" && projection !== "umap") fail(`--map must be "pca" or "umap", got "${flags.map}"`);
+  const seed = Number(flags.seed);
+  if (flags.seed.trim() === "" || !Number.isInteger(seed)) fail(`--seed must be an integer, got "${flags.seed}"`);
+  if (projection === "umap" && words.length < 3) fail(`--map umap needs at least three words, got ${words.length}`);
   const leadingSpace = flags["no-leading-space"] ? false : undefined;
 
   let model;
@@ -111,7 +123,7 @@ async function main(args: string[]): Promise<void> {
       const what = source === "embed.tokens" ? "input embeddings" : source;
       const figures = [
         heatmap(sim, { x: words, y: words, zmid: 0, zmin: -1, zmax: 1, title: `Cosine similarity (${what})` }),
-        await embeddingMap(model, { words }, { layer, leadingSpace }),
+        await embeddingMap(model, { words }, { layer, leadingSpace, projection, seed }),
       ];
       await writeFileAtomic(flags.out, pageHtml(figures, `Word similarity · ${model.id}`));
     }

@@ -206,6 +206,18 @@ Deno.test("similarity script with --layer compares hidden states and writes a he
   assertStringIncludes(page, '"type":"heatmap"');
   assertStringIncludes(page, '"type":"scatter"');
   assert(!/<script[^>]+src=["']https?:/.test(page), "the page loads nothing from the network");
+  // --map umap draws the seeded UMAP map instead; the same seed draws the same page.
+  const pages: string[] = [];
+  for (const i of [0, 1]) {
+    const file = join(tmp, `umap${i}.html`);
+    const u = await run("similarity.ts", ["--words", words.join(","), "--map", "umap", "--seed", "3", "--out", file]);
+    assertEquals(u.code, 0, u.err);
+    pages.push(await Deno.readTextFile(file));
+  }
+  assertStringIncludes(pages[0], "UMAP 1");
+  const points = (p: string) => p.match(/"type":"scatter","mode":"markers\+text","x":\[[^\]]+\],"y":\[[^\]]+\]/)?.[0];
+  assert(points(pages[0]), "the page has the map's points");
+  assertEquals(points(pages[0]), points(pages[1]));
 });
 
 Deno.test("similarity script rejects one word, an empty word, a layer out of range and an unrepresentable word with exit code 2", async () => {
@@ -221,6 +233,9 @@ Deno.test("similarity script rejects one word, an empty word, a layer out of ran
         [["--words", "table,chair", "--layer", String(arch.nLayer)], `layer ${arch.nLayer} is out of range`],
         [["--words", "table,chair", `--layer=-${arch.nLayer + 1}`], "out of range"],
         [["--words", "table,chair", "--layer", "one"], "--layer must be an integer"],
+        [["--words", "table,chair,moon", "--map", "tsne"], '--map must be "pca" or "umap"'],
+        [["--words", "table,chair,moon", "--map", "umap", "--seed", "1.5"], "--seed must be an integer"],
+        [["--words", "table,chair", "--map", "umap"], "--map umap needs at least three words"],
         [["--model", dir, "--words", "bank,zebra"], 'word 1 ("zebra") is not representable'],
       ] as [string[], string][]
     ) {

@@ -29,6 +29,7 @@ import { forward } from "../lib/forward.ts";
 import { loadModel, type Model } from "../lib/load.ts";
 import { createPrng } from "../lib/prng.ts";
 import type { Tensor } from "../lib/types.ts";
+import { umap } from "../lib/umap.ts";
 import { TINY_GPT2, tinyModelDir, wordPieceTokenizerFiles } from "./_fixtures.ts";
 
 function randomTensor(n: number, d: number, seed: number): Tensor {
@@ -579,6 +580,31 @@ Deno.test("embeddingMap() draws one labelled trace per group at the PCA coordina
   await assertRejects(() => embeddingMap(tinyModel, ["ab", "cd"] as unknown as Record<string, string[]>), TypeError);
 });
 
+Deno.test("embeddingMap() with projection umap draws the seeded UMAP points of the words' vectors", async () => {
+  const groups = { first: ["ab", "cd", "ef"], second: ["xy", "z"] };
+  const fig = await embeddingMap(tinyModel, groups, { projection: "umap", seed: 4, neighbours: 3 });
+  const { points } = umap((await tokenEmbeddings(tinyModel, [...groups.first, ...groups.second])).vectors, {
+    seed: 4,
+    neighbours: 3,
+  });
+  const xs = [...(fig.data[0].x as number[]), ...(fig.data[1].x as number[])];
+  const ys = [...(fig.data[0].y as number[]), ...(fig.data[1].y as number[])];
+  // scatter() writes the shortest decimal that reads back as the same float32
+  assertEquals(xs.map(Math.fround), Array.from({ length: 5 }, (_, i) => points.data[2 * i]));
+  assertEquals(ys.map(Math.fround), Array.from({ length: 5 }, (_, i) => points.data[2 * i + 1]));
+  assertStringIncludes(JSON.stringify(fig.layout), "UMAP 1");
+  await assertRejects(
+    () => embeddingMap(tinyModel, { a: ["ab", "cd"] }, { projection: "umap" }),
+    RangeError,
+    "at least 3",
+  );
+  await assertRejects(
+    () => embeddingMap(tinyModel, groups, { projection: "tsne" as "umap" }),
+    RangeError,
+    'projection must be "pca" or "umap"',
+  );
+});
+
 /** A small WordPiece (BERT-style) tokenizer: lower-cases, inserts [CLS] … [SEP], unknown words become [UNK]. */
 function wordPieceTokenizer(): Model["tokenizer"] {
   const words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "river", "bank", "money", "sat", "on", "a", "##s", "table"];
@@ -611,8 +637,8 @@ Deno.test("tokenEmbeddings() with WordPiece: no leading space, '##' pieces avera
 });
 
 /**
- * A stand-in for a transformers.js encoder call: last_hidden_state[p, k] = 10·id + p + k/100.
- * (No encoder ONNX model is available offline, so the real call cannot be exercised here.)
+ * A stand-in for a transformers.js encoder call: last_hidden_state[p, k] = 10·id + p + k/100, so the
+ * pooling arithmetic can be checked exactly (the real call runs in tests/embed_encoder_test.ts).
  */
 function fakeEncoder(width: number): Model["model"] {
   const call = (inputs: { input_ids: { data: ArrayLike<bigint | number> } }) => {

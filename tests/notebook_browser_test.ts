@@ -83,10 +83,12 @@ Deno.test({
       const heatmaps = figures.filter((f) => f.heatmap);
       const maps = figures.filter((f) => f.points !== undefined);
       assertEquals(heatmaps.length, 2, "a word heatmap and a sentence heatmap");
-      assertEquals(maps.length, 1, "one PCA map");
+      assertEquals(maps.length, 2, "a PCA map and a UMAP map");
       assertEquals(heatmaps.map((h) => [h.heatmap!.rows, h.heatmap!.cols]), [[16, 16], [3, 3]]);
-      assertEquals(maps[0].groups, ["days", "months", "numbers", "colours", "family", "table · astronaut"]);
-      assertEquals(maps[0].points, maps[0].labels!.length);
+      for (const map of maps) {
+        assertEquals(map.groups, ["days", "months", "numbers", "colours", "family", "table · astronaut"]);
+        assertEquals(map.points, map.labels!.length);
+      }
 
       const exported = join(htmlDir, basename(NOTEBOOK).replace(/\.ipynb$/, ".html"));
       assertLess((await Deno.stat(exported)).size, 2_000_000, "the export before inlining carries no plotly bundle");
@@ -100,7 +102,9 @@ Deno.test({
           const plots = document.querySelectorAll('.js-plotly-plot');
           if (plots.length !== ${figures.length}) return false;
           if (document.querySelectorAll('.heatmaplayer image').length !== 2) return false;
-          if (document.querySelectorAll('.scatterlayer .point').length < ${maps[0].points}) return false;
+          if (document.querySelectorAll('.scatterlayer .point').length < ${
+          maps[0].points! + maps[1].points!
+        }) return false;
           plots[0].scrollIntoView();
           return true;
         })()`,
