@@ -85,6 +85,17 @@ class Client(NotebookClient):
 nb = nbformat.read(src, as_version=4)
 Client(nb, kernel_name="deno", timeout=timeout, allow_errors=True,
        resources={"metadata": {"path": os.path.dirname(os.path.abspath(src))}}).execute()
+# One output per run of stdout (or stderr) text, as nbconvert writes them.
+for cell in nb.cells:
+    merged = []
+    for out in cell.get("outputs", []):
+        last = merged[-1] if merged else None
+        if out.output_type == "stream" and last is not None and last.output_type == "stream" and last.name == out.name:
+            last.text += out.text
+        else:
+            merged.append(out)
+    if cell.cell_type == "code":
+        cell.outputs = merged
 nbformat.write(nb, dst)
 print("late", late)
 `;
