@@ -3,7 +3,8 @@
  * kit's generate() against transformers.js's generate(), measured in one run.
  *
  * 1. Forward over 64 tokens (all logits, no cache): reference engine
- *    (TypeScript, one thread) vs the `onnx` engine on an ONNX Runtime session
+ *    (TypeScript, one thread, the model's weights pinned in WebAssembly memory
+ *    as `createEngine` keeps them) vs the `onnx` engine on an ONNX Runtime session
  *    created with `intraOpNumThreads: 1, interOpNumThreads: 1` (transformers.js
  *    `session_options`), so both use one core. Also ONNX Runtime with its
  *    default threads, for context. Goal: reference ≤ 3× ONNX Runtime (1 thread).

@@ -9,8 +9,9 @@
  * path and gives the same bits:
  *
  * - WebAssembly SIMD, for weights of at least {@linkcode SIMD_MIN_WEIGHTS}
- *   elements: operands are copied into the module's memory, the input is
- *   packed into 6-row slabs, and a 6 × 8 tile of `f32x4` accumulators walks
+ *   elements: operands are copied into the module's memory (a weight pinned
+ *   with {@linkcode pinWeight} stays there, packed, and is not copied again),
+ *   the input is packed into 6-row slabs, and a 6 × 8 tile of `f32x4` accumulators walks
  *   cache-sized blocks ({@linkcode createSimdMatmul}); 6–8× the JavaScript
  *   kernel on one thread (`bench/forward_bench.ts`). Each output is a float32
  *   sum taken in order over the inner dimension, with fused multiply-add where
@@ -468,6 +469,17 @@ export interface SimdMatmul {
   ): boolean;
   /** Bytes of WebAssembly memory held (it only grows: it keeps room for the largest product seen). */
   memoryBytes(): number;
+  /**
+   * Keeps a packed copy of `weight` (as `run` would pack it for `inDim × outDim`, `transposed`) in
+   * this engine's memory for good, so later `run`s with this same array object and shape skip
+   * copying and packing it: what a decoding step, one row at a time, spends most of its time on.
+   * Same bits either way. The caller promises never to change `weight` afterwards (the copy
+   * would go stale) and should pin only arrays nobody else holds. Returns false, pinning nothing,
+   * without room within `budgetBytes` of pinned data in all (or 2 GiB of memory).
+   */
+  pin(weight: Float32Array, inDim: number, outDim: number, transposed: boolean, budgetBytes: number): boolean;
+  /** Bytes held by pinned weights. */
+  pinnedBytes(): number;
 }
 
 /** `tileM(a, aStride, w, panelBytes, o, oStride, bias, rows, j0, j1, kBytes, flags)`, see {@linkcode tileKernel}. */
@@ -710,6 +722,69 @@ export function createSimdMatmul(fused?: boolean): SimdMatmul | null {
   const panels = exports.panels as PanelFn, panelsT = exports.panelsT as PanelFn;
   let heap = new Float32Array(memory.buffer);
   const up4 = (n: number) => Math.ceil(n / 4) * 4; // floats, so every region starts 16-byte aligned
+  // Pinned weights sit at the bottom of memory, [0, base) in floats; every call's scratch starts at `base`.
+  let base = 0;
+  const pins = new WeakMap<Float32Array, { at: number; inDim: number; outDim: number; transposed: boolean }>();
+
+  /** Grows memory to `end` bytes; false when it cannot. */
+  function reserve(end: number): boolean {
+    if (end > SIMD_MAX_BYTES) return false;
+    if (end > memory.buffer.byteLength) {
+      try {
+        memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+      } catch {
+        return false;
+      }
+    }
+    if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
+    return true;
+  }
+
+  /**
+   * Packs `weight` into panels at `dst` (floats), block after block of N_BLOCK columns (`K·n`
+   * floats each), using the floats from `sc` on as scratch; `run` reads block `j0` at `dst + j0·K`
+   * when `dst` is a pinned copy, or packs one block at a time into `wo` otherwise.
+   */
+  function packBlock(
+    weight: Float32Array,
+    K: number,
+    N: number,
+    transposed: boolean,
+    j0: number,
+    n: number,
+    sc: number,
+    dst: number,
+  ) {
+    const h = heap;
+    if (transposed) {
+      const real = Math.min(N, j0 + n) - j0; // rows of Wᵀ in this block; the rest become zero columns
+      h.set(weight.subarray(j0 * K, (j0 + real) * K), sc);
+      h.fill(0, sc + real * K, sc + n * K);
+      panelsT(sc * 4, K * 4, dst * 4, n, K * 4);
+    } else panels((sc + j0) * 4, N * 4, dst * 4, n, K * 4);
+  }
+
+  /** Copies a non-transposed weight to `sc` with the zero slack `panels` may read past its last row. */
+  function stageWeight(weight: Float32Array, K: number, N: number, sc: number) {
+    heap.set(weight.subarray(0, K * N), sc);
+    heap.fill(0, sc + K * N, sc + K * N + COLUMN_PAD);
+  }
+
+  function pin(weight: Float32Array, inDim: number, outDim: number, transposed: boolean, budgetBytes: number) {
+    const K = inDim, N = outDim;
+    if (pins.has(weight) || K === 0 || N === 0 || weight.length < K * N) return pins.has(weight);
+    const Np = Math.ceil(N / COLUMN_PAD) * COLUMN_PAD, size = up4(Np * K);
+    if ((base + size) * 4 > budgetBytes) return false;
+    const sc = base + size, scSize = transposed ? Math.min(Np, N_BLOCK) * K : K * N + COLUMN_PAD;
+    if (!reserve((sc + scSize) * 4)) return false;
+    if (!transposed) stageWeight(weight, K, N, sc);
+    for (let j0 = 0; j0 < Np; j0 += N_BLOCK) {
+      packBlock(weight, K, N, transposed, j0, Math.min(Np, j0 + N_BLOCK) - j0, sc, base + j0 * K);
+    }
+    pins.set(weight, { at: base, inDim: K, outDim: N, transposed });
+    base += size;
+    return true;
+  }
 
   function run(
     out: Float32Array,
@@ -723,45 +798,34 @@ export function createSimdMatmul(fused?: boolean): SimdMatmul | null {
   ): boolean {
     const R = rows, K = inDim, N = outDim;
     if (R === 0 || N === 0) return true;
+    const pinned = pins.get(weight);
+    const packed = pinned && pinned.inDim === K && pinned.outDim === N && pinned.transposed === transposed
+      ? pinned.at
+      : -1;
     const Np = Math.ceil(N / COLUMN_PAD) * COLUMN_PAD, chunk = Math.min(Np, N_BLOCK);
     const full = R - (R % TILE_ROWS), rest = R - full;
-    // Regions (floats): scratch (the raw input; then the raw weight with 16 zeros of slack, or
-    // for Wᵀ one block of its rows at a time), packed input [R·K], one block of packed weight
-    // [K·chunk], bias [Np], out [R·Np].
-    const sc = 0, ap = up4(Math.max(R * K, transposed ? chunk * K : K * N + COLUMN_PAD));
-    const wo = ap + up4(R * K), bo = wo + K * chunk, oo = bo + Np, end = (oo + R * Np) * 4;
-    if (end > SIMD_MAX_BYTES) return false;
-    if (end > memory.buffer.byteLength) {
-      try {
-        memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
-      } catch {
-        return false;
-      }
-    }
-    if (heap.buffer !== memory.buffer) heap = new Float32Array(memory.buffer);
+    // Regions (floats), from `base`: scratch (the raw input; then the raw weight with 16 zeros of
+    // slack, or for Wᵀ one block of its rows at a time), packed input [R·K], one block of packed
+    // weight [K·chunk], bias [Np], out [R·Np]. A pinned weight needs no scratch or block of its own.
+    const sc = base, ap = sc + up4(Math.max(R * K, packed >= 0 ? 0 : transposed ? chunk * K : K * N + COLUMN_PAD));
+    const wo = ap + up4(R * K), bo = wo + (packed >= 0 ? 0 : K * chunk), oo = bo + Np, end = (oo + R * Np) * 4;
+    if (!reserve(end)) return false;
     const h = heap;
     h.set(inp.subarray(0, R * K), sc);
     if (full) packs[TILE_ROWS - 1](sc * 4, K * 4, ap * 4, full, K * 4);
     if (rest) packs[rest - 1]((sc + full * K) * 4, K * 4, (ap + full * K) * 4, rest, K * 4);
-    if (!transposed) {
-      h.set(weight.subarray(0, K * N), sc);
-      h.fill(0, sc + K * N, sc + K * N + COLUMN_PAD); // the last row's padding reads zeros
-    }
+    if (!transposed && packed < 0) stageWeight(weight, K, N, sc);
     if (bias) h.set(bias.subarray(0, N), bo);
     for (let j0 = 0; j0 < Np; j0 += N_BLOCK) {
       const n = Math.min(Np, j0 + N_BLOCK) - j0;
-      if (transposed) {
-        const real = Math.min(N, j0 + n) - j0; // rows of Wᵀ in this block; the rest become zero columns
-        h.set(weight.subarray(j0 * K, (j0 + real) * K), sc);
-        h.fill(0, sc + real * K, sc + n * K);
-        panelsT(sc * 4, K * 4, wo * 4, n, K * 4);
-      } else panels((sc + j0) * 4, N * 4, wo * 4, n, K * 4);
+      const block = packed >= 0 ? packed + j0 * K : wo;
+      if (packed < 0) packBlock(weight, K, N, transposed, j0, n, sc, wo);
       // Tiles see this block's columns as 0 .. n: out and bias are offset by j0.
       const o = (oo + j0) * 4, b = (bo + j0) * 4;
       for (let k0 = 0; k0 < K || k0 === 0; k0 += K_BLOCK) {
         const k1 = Math.min(K, k0 + K_BLOCK);
         const flags = (k0 > 0 ? ACCUMULATE : 0) | (k1 === K && bias ? ADD_BIAS : 0);
-        const w = (wo + k0 * PANEL) * 4, kBytes = (k1 - k0) * 4;
+        const w = (block + k0 * PANEL) * 4, kBytes = (k1 - k0) * 4;
         if (full) {
           tiles[TILE_ROWS - 1](
             (ap + k0 * TILE_ROWS) * 4,
@@ -789,7 +853,7 @@ export function createSimdMatmul(fused?: boolean): SimdMatmul | null {
     return true;
   }
 
-  return { fused, run, memoryBytes: () => memory.buffer.byteLength };
+  return { fused, run, pin, pinnedBytes: () => base * 4, memoryBytes: () => memory.buffer.byteLength };
 }
 
 let simdEngine: SimdMatmul | null | undefined;
@@ -798,6 +862,55 @@ let simdEngine: SimdMatmul | null | undefined;
 function defaultSimd(): SimdMatmul | null {
   if (simdEngine === undefined) simdEngine = createSimdMatmul();
   return simdEngine;
+}
+
+/**
+ * Pins a weight in this thread's SIMD engine ({@linkcode SimdMatmul.pin}) so that later
+ * {@linkcode matmul} (or {@linkcode matmulTransposed} when `transposed`) calls with this same array
+ * and shape skip copying and packing it; the results are the same bits. Only for arrays that will
+ * never change and that nobody else holds: the reference engine pins its own private copy of a
+ * model's weights. Weights too small for the SIMD path are not pinned.
+ *
+ * @param weight `[inDim, outDim]` (or `[outDim, inDim]` when `transposed`)
+ * @param inDim input width
+ * @param outDim output width
+ * @param transposed as for {@linkcode matmulTransposed}
+ * @param budgetBytes most bytes of pinned weights this thread may hold in all
+ * @returns whether the weight is now pinned
+ * @example
+ * ```ts
+ * import { matmul, pinWeight } from "./_kernels.ts";
+ * const w = new Float32Array(64 * 64).map((_, i) => (i % 7) - 3), x = new Float32Array(64).fill(1);
+ * const before = new Float32Array(64), after = new Float32Array(64);
+ * matmul(before, x, w, null, 1, 64, 64);
+ * console.log(pinWeight(w, 64, 64, false, 2 ** 20)); // true (where WebAssembly SIMD runs)
+ * matmul(after, x, w, null, 1, 64, 64);
+ * console.log(after.every((v, i) => v === before[i])); // true
+ * ```
+ */
+export function pinWeight(
+  weight: Float32Array,
+  inDim: number,
+  outDim: number,
+  transposed: boolean,
+  budgetBytes: number,
+): boolean {
+  if (inDim * outDim < SIMD_MIN_WEIGHTS) return false;
+  return defaultSimd()?.pin(weight, inDim, outDim, transposed, budgetBytes) ?? false;
+}
+
+/**
+ * Bytes of pinned weights this thread holds ({@linkcode pinWeight}).
+ *
+ * @returns the bytes (0 without WebAssembly SIMD)
+ * @example
+ * ```ts
+ * import { pinnedBytes } from "./_kernels.ts";
+ * console.log(pinnedBytes() >= 0); // true
+ * ```
+ */
+export function pinnedBytes(): number {
+  return defaultSimd()?.pinnedBytes() ?? 0;
 }
 
 /**

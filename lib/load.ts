@@ -20,7 +20,6 @@
  */
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeFileAtomic } from "./_fs.ts";
 import { OnnxFormatError, readOnnx } from "./onnx.ts";
 import type { ArchConfig } from "./types.ts";
 
@@ -59,17 +58,26 @@ async function loadTransformers(): Promise<Transformers> {
   }
 }
 
-function needsNetwork(id: string): ModelLoadError {
+/**
+ * The network-permission error for a hub download: names the hub's own hosts for huggingface.co, the host actually
+ * used for a mirror, and any other host a redirect was refused for.
+ */
+function needsNetwork(id: string, hub: Hub, deniedHost?: string): ModelLoadError {
+  const hosts = hub.isDefault ? HUB_HOSTS.split(",") : [hub.host];
+  if (deniedHost && !hosts.includes(deniedHost) && !hosts.includes(deniedHost.replace(/:443$/, ""))) {
+    hosts.push(deniedHost);
+  }
   return new ModelLoadError(
-    `Loading ${id} from the hub needs network permission: run with --allow-net=${HUB_HOSTS} ` +
+    `Loading ${id} from the hub (${hub.base}) needs network permission: run with --allow-net=${hosts.join(",")} ` +
+      (hub.isDefault ? "" : "(and any host the mirror redirects downloads to) ") +
       `and --allow-write on the cache folder, or pass a local folder.`,
   );
 }
 
-/** Whether this run can never reach the hub: net denied, or not granted with no terminal to ask on. */
-function networkRefused(): boolean {
+/** Whether this run can never reach `host`: net denied, or not granted with no terminal to ask on. */
+function networkRefused(host: string): boolean {
   try {
-    const state = Deno.permissions.querySync({ name: "net", host: "huggingface.co" }).state;
+    const state = Deno.permissions.querySync({ name: "net", host }).state;
     return state === "denied" || (state === "prompt" && !Deno.stdin.isTerminal());
   } catch {
     return false;
@@ -137,6 +145,52 @@ export interface LoadOptions {
   revision?: string;
   /** Skip loading the ONNX Runtime session (config, tokenizer and file paths only; default `false`). */
   tokenizerOnly?: boolean;
+  /**
+   * Hugging Face access token, for gated models (meta-llama/*, ...) and private repositories: sent as
+   * `Authorization: Bearer <token>` on every request to the hub, and never to another host (the file
+   * downloads that the hub redirects to a CDN go without it, as `fetch` drops it on cross-origin redirects).
+   * Default: the `HF_TOKEN` environment variable, read only when a download is needed and only when this run
+   * may read it (`--allow-env=HF_TOKEN`; otherwise no token is sent and an HTTP 401 error says why, without a
+   * permission prompt). `""` sends no token even when `HF_TOKEN` is set. The token is never printed, stored, or
+   * put in an error or progress event.
+   *
+   * @example
+   * ```ts
+   * import { loadModel, ModelLoadError } from "@paramscope/kit/load";
+   * // A gated model: accept its licence on the hub first, then pass a read token (or set HF_TOKEN).
+   * try {
+   *   const m = await loadModel("meta-llama/Llama-3.2-1B", { token: "hf_example", dtype: "q4", offline: true });
+   *   await m.dispose();
+   * } catch (e) {
+   *   console.log(e instanceof ModelLoadError); // offline and not cached: true
+   * }
+   * ```
+   */
+  token?: string;
+  /**
+   * The hub endpoint to download from, for mirrors: an `http(s)` URL such as `"https://hf-mirror.com"`
+   * (files come from `<hubUrl>/<id>/resolve/<revision>/<file>`, as on huggingface.co). Default: the
+   * `HF_ENDPOINT` environment variable (read only when a download is needed), else transformers.js
+   * `env.remoteHost` (`https://huggingface.co/`). Run with `--allow-net=<the mirror's host>`. Only this
+   * call uses it: transformers.js `env` is not changed.
+   *
+   * @example
+   * ```ts
+   * import { loadModel, ModelLoadError } from "@paramscope/kit/load";
+   * try {
+   *   const m = await loadModel("Xenova/gpt2", { hubUrl: "https://hf-mirror.com", offline: true });
+   *   await m.dispose();
+   * } catch (e) {
+   *   console.log(e instanceof ModelLoadError); // offline and not cached: true
+   * }
+   * try {
+   *   await loadModel("Xenova/gpt2", { hubUrl: "hf-mirror.com" });
+   * } catch (e) {
+   *   console.log(e instanceof RangeError); // true: the scheme is missing
+   * }
+   * ```
+   */
+  hubUrl?: string;
 }
 
 /** Where a model came from. */
@@ -443,10 +497,20 @@ const CAUSAL_TYPES = new Set(["gpt2", "llama", "mistral", "qwen2", "gpt_neo", "g
 /**
  * Loads a model.
  *
+ * A hub id that is not in the cache folder yet is downloaded first, with the kit's own `fetch`, from
+ * `options.hubUrl` (default `HF_ENDPOINT`, else huggingface.co), sending `options.token` (default `HF_TOKEN`)
+ * to the hub only. The files are staged under temporary names and moved into place only when every one
+ * has arrived whole, so a failed download leaves nothing in the cache. The folder is then loaded like a
+ * local one.
+ *
  * @param idOrPath a hub id (`"Xenova/gpt2"`), a local folder in the Hugging Face layout, or nothing for the bundled model
- * @param options dtype, offline, cache folder, progress callback
+ * @param options dtype, offline, cache folder, progress callback, hub token and endpoint
  * @returns the model handle; call `dispose()` when done
- * @throws {ModelLoadError} for a missing model or file, invalid JSON, an unknown dtype, an offline cache miss, or a corrupt ONNX file
+ * @throws {ModelLoadError} for a missing model or file, invalid JSON, an unknown dtype, an offline cache miss, a
+ *   gated or private model (HTTP 401/403, with what to do), a download that breaks off, missing network
+ *   permission, or a corrupt ONNX file
+ * @throws {RangeError} for a `hubUrl` (or `HF_ENDPOINT`) that is not an http(s) URL
+ * @throws {TypeError} for a `token` that is not a string of visible ASCII characters
  *
  * @example
  * ```ts
@@ -454,6 +518,8 @@ const CAUSAL_TYPES = new Set(["gpt2", "llama", "mistral", "qwen2", "gpt_neo", "g
  * const m = await loadModel(undefined, { dtype: "fp32" });
  * console.log(m.tokenizer.encode("Hello world"));
  * await m.dispose();
+ * // A gated hub model through a mirror (needs --allow-net=hf-mirror.com and a token with access):
+ * // await loadModel("meta-llama/Llama-3.2-1B", { hubUrl: "https://hf-mirror.com", token: Deno.env.get("HF_TOKEN") });
  * ```
  */
 export async function loadModel(idOrPath?: string, options: LoadOptions = {}): Promise<Model> {
@@ -461,6 +527,9 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
   if (!(dtype in DTYPE_FILES)) {
     throw new ModelLoadError(`Unknown dtype "${dtype}". Use one of: ${Object.keys(DTYPE_FILES).join(", ")}.`);
   }
+  // Bad options fail the same way whether or not a download turns out to be needed.
+  if (options.hubUrl !== undefined) parseHubUrl(options.hubUrl, "options.hubUrl");
+  if (options.token !== undefined) checkToken(options.token);
   const onnxFile = `onnx/${DTYPE_FILES[dtype]}`;
   let source: ModelSource;
   let dir: string;
@@ -489,18 +558,27 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
     );
   }
 
-  // Before transformers.js is even imported: a hub model that is not cached and cannot be downloaded.
-  if (source === "hub" && !options.offline && networkRefused()) {
-    const needed = ["config.json", "tokenizer.json", "tokenizer_config.json", onnxFile];
-    if (needed.some((f) => !isFile(join(dir, f)))) throw needsNetwork(id);
+  if (source === "hub") {
+    const missing = ["config.json", "tokenizer.json", "tokenizer_config.json", onnxFile].filter(
+      (f) => !isFile(join(dir, f)),
+    );
+    if (missing.length > 0) {
+      if (options.offline) {
+        throw new ModelLoadError(
+          `Model ${id} is not in the cache (${dir}) and offline mode is on: missing ${missing.join(", ")}. ` +
+            `Run once with network access, or pass a local folder.`,
+        );
+      }
+      // The endpoint and token are looked up only now that a download is needed.
+      const hub = await resolveHub(options);
+      if (networkRefused(hub.host)) throw needsNetwork(id, hub);
+      await fetchHubFiles(hub, id, dir, missing, onnxFile, options);
+    }
   }
   const t = await loadTransformers();
   configureEnv(t, source, options);
   const files: string[] = [];
 
-  if (source === "hub") {
-    await fetchHubFiles(t, id, dir, onnxFile, options);
-  }
   const configPath = join(dir, "config.json");
   const config = readJson(configPath, "config.json");
   files.push(configPath);
@@ -587,46 +665,215 @@ function configureEnv(t: Transformers, source: ModelSource, options: LoadOptions
   if (onnxEnv) onnxEnv.logLevel = "error";
 }
 
+/** The hub one download talks to: resolved once, when a download is needed. */
+interface Hub {
+  /** The endpoint without a trailing slash, e.g. `https://huggingface.co` (a mirror's may carry a path). */
+  base: string;
+  /** Its origin, to tell the hub's own answers from those of a host it redirected to. */
+  origin: string;
+  /** `host[:port]`, as `--allow-net` takes it. */
+  host: string;
+  /** Whether this is huggingface.co, whose CDN hosts are known. */
+  isDefault: boolean;
+  /** The access token to send to the hub, if any. Never printed. */
+  token?: string;
+  /** Which token was sent, or why none was, for error messages (never the token itself). */
+  tokenNote: string;
+  /** Said when a connection fails and `HF_ENDPOINT` could not be read (empty otherwise). */
+  endpointNote: string;
+}
+
+const HUB_URL_EXAMPLE = `an http(s) URL such as "https://hf-mirror.com"`;
+
 /**
- * Makes sure a hub model's files are in the cache folder, downloading them
- * when allowed (with progress), so that everything after this point loads a
- * local folder that `lib/onnx.ts` has checked. Files already cached are used
- * offline.
+ * Checks a hub endpoint: an http(s) URL with no user name, password, query or fragment.
+ *
+ * @throws {TypeError} for a non-string
+ * @throws {RangeError} naming what was given (credentials masked) and an example
+ */
+function parseHubUrl(value: unknown, what: string): URL {
+  if (typeof value !== "string") {
+    throw new TypeError(`${what} must be a string, ${HUB_URL_EXAMPLE}, not ${describeJson(value)}.`);
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    // Reported below with what was given.
+  }
+  if (url && (url.username || url.password)) {
+    url.username = url.username && "***";
+    url.password = url.password && "***";
+    throw new RangeError(
+      `${what} is "${url.href}": it must not carry a user name or password. Give the bare endpoint, ` +
+        `${HUB_URL_EXAMPLE}, and pass the access token as options.token (or set HF_TOKEN).`,
+    );
+  }
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
+    throw new RangeError(
+      `${what} is ${describeJson(value)}; it must be ${HUB_URL_EXAMPLE}` +
+        `${url ? ` (not ${url.protocol})` : " (with its scheme)"}.`,
+    );
+  }
+  if (url.search || url.hash) {
+    throw new RangeError(
+      `${what} is ${describeJson(value)}; it must be the endpoint alone, with no "?query" or "#fragment": ` +
+        `${HUB_URL_EXAMPLE}.`,
+    );
+  }
+  return url;
+}
+
+/**
+ * Checks an access token without ever showing it: a string of visible ASCII once surrounding white space
+ * (a pasted line break) is trimmed. Returns the trimmed token (`""` for none).
+ *
+ * @throws {TypeError} for a non-string or a token with spaces, control or non-ASCII characters
+ */
+function checkToken(token: unknown, what = "options.token"): string {
+  if (typeof token !== "string") {
+    throw new TypeError(`${what} must be a string (a Hugging Face access token, hf_...), not a ${typeof token}.`);
+  }
+  const t = token.trim();
+  if (t !== "" && !/^[\x21-\x7e]+$/.test(t)) {
+    throw new TypeError(
+      `${what} has characters no access token has (spaces, control or non-ASCII characters; ${t.length} ` +
+        `characters, value not shown). Copy the token again from the hub's settings page (Access Tokens).`,
+    );
+  }
+  return t;
+}
+
+/**
+ * An environment variable, read only when this run may read it: no permission prompt, and a read that throws
+ * (NotCapable, PermissionDenied) counts as unreadable.
+ */
+function readEnv(name: string): { value?: string; readable: boolean } {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return { readable: false };
+    return { value: Deno.env.get(name), readable: true };
+  } catch {
+    return { readable: false };
+  }
+}
+
+/** The endpoint (`options.hubUrl`, `HF_ENDPOINT`, transformers.js `env.remoteHost`) and the token to send. */
+async function resolveHub(options: LoadOptions): Promise<Hub> {
+  let url: URL;
+  let endpointNote = "";
+  if (options.hubUrl !== undefined) {
+    url = parseHubUrl(options.hubUrl, "options.hubUrl");
+  } else {
+    const env = readEnv("HF_ENDPOINT");
+    if (env.value) {
+      url = parseHubUrl(env.value, "The HF_ENDPOINT environment variable");
+    } else {
+      if (!env.readable) {
+        endpointNote = "; HF_ENDPOINT could not be read, so the default hub was used: for a mirror, pass " +
+          "options.hubUrl or run with --allow-env=HF_ENDPOINT";
+      }
+      // Read, never written: a per-call endpoint must not change transformers.js for everyone else.
+      url = parseHubUrl((await loadTransformers()).env.remoteHost, "transformers.js env.remoteHost");
+    }
+  }
+  let token: string | undefined;
+  let tokenNote: string;
+  if (options.token !== undefined) {
+    token = checkToken(options.token) || undefined;
+    tokenNote = token
+      ? "the token from options.token was sent and not accepted"
+      : `no token was sent (options.token is "")`;
+  } else {
+    const env = readEnv("HF_TOKEN");
+    token = env.value ? checkToken(env.value, "The HF_TOKEN environment variable") || undefined : undefined;
+    tokenNote = token
+      ? "the token from HF_TOKEN was sent and not accepted"
+      : env.readable
+      ? "no token was sent (options.token is not given and HF_TOKEN is not set)"
+      : "no token was sent (options.token is not given, and this run may not read HF_TOKEN: " +
+        "allow it with --allow-env=HF_TOKEN)";
+  }
+  return {
+    base: url.origin + url.pathname.replace(/\/+$/, ""),
+    origin: url.origin,
+    host: url.host,
+    isDefault: url.hostname === "huggingface.co",
+    token,
+    tokenNote,
+    endpointNote,
+  };
+}
+
+/** Folders among `targets` (and their parents) that do not exist yet, deepest first. */
+function missingDirs(targets: string[]): string[] {
+  const out = new Set<string>();
+  for (let d of targets) {
+    while (!isDir(d) && dirname(d) !== d) {
+      out.add(d);
+      d = dirname(d);
+    }
+  }
+  return [...out].sort((a, b) => b.length - a.length);
+}
+
+/**
+ * Downloads a hub model's missing files into its cache folder (with progress) so that everything after this
+ * point loads a local folder that `lib/onnx.ts` checks. External data named by the ONNX file comes along. All
+ * files are staged under temporary names and moved into place (the ONNX file last) only when every one has
+ * arrived whole: after any failure the cache holds nothing from this call, not even an empty folder.
  */
 async function fetchHubFiles(
-  t: Transformers,
+  hub: Hub,
   id: string,
   dir: string,
+  missing: string[],
   onnxFile: string,
   options: LoadOptions,
 ): Promise<void> {
-  const needed = ["config.json", "tokenizer.json", "tokenizer_config.json", onnxFile];
-  const missing = needed.filter((f) => !isFile(join(dir, f)));
-  if (missing.length === 0) return;
-  if (options.offline) {
-    throw new ModelLoadError(
-      `Model ${id} is not in the cache (${dir}) and offline mode is on: missing ${missing.join(", ")}. ` +
-        `Run once with network access, or pass a local folder.`,
-    );
-  }
-  const base = `${t.env.remoteHost.replace(/\/$/, "")}/${id}/resolve/${encodeURIComponent(options.revision ?? "main")}`;
-  for (const file of missing) {
-    await download(`${base}/${file}`, join(dir, file), id, file, options.onProgress);
-  }
-  // External data named by the ONNX file (e.g. model.onnx_data) comes along.
-  const model = await readOnnx(join(dir, onnxFile), { validate: false });
-  const locations = new Set<string>();
-  for (const t of model.proto.graph?.initializer ?? []) {
-    for (const e of t.externalData ?? []) if (e.key === "location" && e.value) locations.add(e.value);
-  }
-  for (const loc of locations) {
-    const rel = `onnx/${loc}`;
-    if (!/^[\w-][\w.-]*$/.test(loc) || loc.includes("..")) {
+  const revision = options.revision ?? "main";
+  const base = `${hub.base}/${id}/resolve/${encodeURIComponent(revision)}`;
+  const get = (file: string) =>
+    download(hub, `${base}/${file}`, join(dir, file), { id, file, revision, onProgress: options.onProgress });
+  const created = missingDirs([join(dir, "onnx")]);
+  const staged = new Map<string, string>();
+  try {
+    for (const file of missing) staged.set(file, await get(file));
+    const onnxPath = staged.get(onnxFile) ?? join(dir, onnxFile);
+    let model;
+    try {
+      model = await readOnnx(onnxPath, { validate: false });
+    } catch (e) {
+      if (!(e instanceof OnnxFormatError)) throw e;
       throw new ModelLoadError(
-        `Model ${id}: refusing external-data location "${loc}" (it must be a plain file name, without "..").`,
+        `Model ${id}: ${onnxFile} from ${hub.base} is not a valid ONNX file (${e.message}). ` +
+          `Nothing was kept in the cache; try again, or pass a local folder.`,
       );
     }
-    if (!isFile(join(dir, rel))) await download(`${base}/${rel}`, join(dir, rel), id, rel, options.onProgress);
+    const locations = new Set<string>();
+    for (const t of model.proto.graph?.initializer ?? []) {
+      for (const e of t.externalData ?? []) if (e.key === "location" && e.value) locations.add(e.value);
+    }
+    for (const loc of locations) {
+      if (!/^[\w-][\w.-]*$/.test(loc) || loc.includes("..")) {
+        throw new ModelLoadError(
+          `Model ${id}: refusing external-data location "${loc}" (it must be a plain file name, without "..").`,
+        );
+      }
+      // A freshly downloaded ONNX file gets its own external data, never an older copy's.
+      const rel = `onnx/${loc}`;
+      if (!staged.has(rel) && (staged.has(onnxFile) || !isFile(join(dir, rel)))) staged.set(rel, await get(rel));
+    }
+    // The ONNX file goes last: a run stopped in between leaves it missing, so the next run downloads again.
+    const order = [...staged.keys()].sort((a, b) => Number(a === onnxFile) - Number(b === onnxFile));
+    for (const file of order) {
+      await Deno.rename(staged.get(file)!, join(dir, file));
+      staged.delete(file);
+    }
+  } catch (e) {
+    for (const [file, tmp] of staged) await Deno.rename(tmp, join(dir, file)).catch(() => {});
+    // Only folders this call made, and only when empty (non-recursive remove).
+    for (const d of created) await Deno.remove(d).catch(() => {});
+    throw e;
   }
 }
 
@@ -638,52 +885,124 @@ function isFile(path: string): boolean {
   }
 }
 
-/** Downloads one file to `dest` (atomically), reporting progress. */
-async function download(
-  url: string,
-  dest: string,
-  id: string,
-  file: string,
-  onProgress?: (p: LoadProgress) => void,
-): Promise<void> {
+/** What {@linkcode download} needs to report on one file. */
+interface DownloadContext {
+  id: string;
+  file: string;
+  revision: string;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/**
+ * Streams one file to a temporary file beside `dest`, reporting progress, and returns the temporary file's
+ * path (the caller moves it into place). Sends the token to the hub only: on a redirect to another origin
+ * (the hub's CDN) `fetch` drops the `Authorization` header, as the Fetch standard requires. On any failure
+ * the temporary file is removed.
+ */
+async function download(hub: Hub, url: string, dest: string, ctx: DownloadContext): Promise<string> {
+  const { id, file, onProgress } = ctx;
   let res: Response;
   try {
-    res = await fetch(url);
+    res = await fetch(url, { headers: hub.token ? { authorization: `Bearer ${hub.token}` } : {} });
   } catch (e) {
     const err = e as Error;
     const denied = err.name === "NotCapable" || err.name === "PermissionDenied" || /--allow-net/.test(err.message);
-    if (denied) throw needsNetwork(id);
+    if (denied) throw needsNetwork(id, hub, /Requires net access to "([^"]+)"/.exec(err.message)?.[1]);
     throw new ModelLoadError(
-      `Could not reach the hub for ${id} (${err.message}). Check your network, use --offline with a cached ` +
-        `model, or pass a local folder.`,
+      `Could not reach the hub (${hub.base}) for ${id} (${err.message}${hub.endpointNote}). Check your network, ` +
+        `use --offline with a cached model, or pass a local folder.`,
     );
   }
   if (!res.ok) {
     await res.body?.cancel();
-    throw new ModelLoadError(
-      res.status === 404
-        ? `${id} has no file ${file} on the hub (HTTP 404). Check the id (e.g. Xenova/gpt2) and the dtype.`
-        : `Downloading ${file} of ${id} failed with HTTP ${res.status}. Try again later, or pass a local folder.`,
+    throw httpError(res, hub, ctx);
+  }
+  // A compressed body's content-length counts compressed bytes, not the bytes fetch hands over.
+  const encoded = (res.headers.get("content-encoding") ?? "identity").toLowerCase() !== "identity";
+  const length = Number(res.headers.get("content-length") ?? NaN);
+  const total = !encoded && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+  await Deno.mkdir(dirname(dest), { recursive: true });
+  const tmp = `${dest}.download-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  let loaded = 0;
+  let f: Deno.FsFile | undefined;
+  try {
+    f = await Deno.open(tmp, { write: true, createNew: true });
+    onProgress?.({ status: "download", file, loaded: 0, total });
+    const reader = (res.body ?? new ReadableStream<Uint8Array>()).getReader();
+    try {
+      while (true) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (e) {
+          throw brokeOff(ctx, loaded, total, (e as Error).message);
+        }
+        if (chunk.done) break;
+        for (let o = 0; o < chunk.value.byteLength;) o += await f.write(chunk.value.subarray(o));
+        loaded += chunk.value.byteLength;
+        onProgress?.({ status: "progress", file, loaded, total, progress: total ? (100 * loaded) / total : 0 });
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
+    if (total !== undefined && loaded !== total) throw brokeOff(ctx, loaded, total, "the connection closed early");
+    f.close();
+    f = undefined;
+  } catch (e) {
+    f?.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  onProgress?.({ status: "done", file, loaded, total: loaded });
+  return tmp;
+}
+
+function brokeOff(ctx: DownloadContext, loaded: number, total: number | undefined, why: string): ModelLoadError {
+  return new ModelLoadError(
+    `Downloading ${ctx.file} of ${ctx.id} broke off after ${loaded}${total === undefined ? "" : ` of ${total}`} ` +
+      `bytes (${why}). Nothing was kept in the cache; try again.`,
+  );
+}
+
+/** The error for a non-2xx answer: what it means for this model and what to do. Never shows the token. */
+function httpError(res: Response, hub: Hub, ctx: DownloadContext): ModelLoadError {
+  const { id, file, revision } = ctx;
+  const status = res.status;
+  const page = `${hub.base}/${id}`;
+  let origin = hub.origin;
+  try {
+    origin = new URL(res.url).origin;
+  } catch {
+    // No final URL: the answer came from the hub.
+  }
+  if ((status === 401 || status === 403) && origin !== hub.origin) {
+    return new ModelLoadError(
+      `Downloading ${file} of ${id}: the hub sent the download to ${new URL(res.url).host}, which refused it ` +
+        `(HTTP ${status}). Try again (download links expire), or pass a local folder.`,
     );
   }
-  const total = Number(res.headers.get("content-length") ?? 0);
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  onProgress?.({ status: "download", file, loaded: 0, total });
-  for await (const chunk of res.body ?? new ReadableStream<Uint8Array>()) {
-    chunks.push(chunk);
-    loaded += chunk.byteLength;
-    onProgress?.({ status: "progress", file, loaded, total, progress: total ? (100 * loaded) / total : 0 });
+  if (status === 401 || (status === 403 && !hub.token)) {
+    return new ModelLoadError(
+      `Model ${id} is gated or private (HTTP ${status}): accept its licence at ${page} and pass a token ` +
+        `(options.token, or set HF_TOKEN); ${hub.tokenNote}. (A misspelled id gets the same answer; ` +
+        `the request was for ${file}.)`,
+    );
   }
-  const bytes = new Uint8Array(loaded);
-  let o = 0;
-  for (const c of chunks) {
-    bytes.set(c, o);
-    o += c.byteLength;
+  if (status === 403) {
+    return new ModelLoadError(
+      `Model ${id}: your token has no access to ${id} (HTTP 403): request access at ${page} (accept the licence ` +
+        `with the account that made the token; a fine-grained token also needs read access to gated repositories).`,
+    );
   }
-  await Deno.mkdir(dirname(dest), { recursive: true });
-  await writeFileAtomic(dest, bytes);
-  onProgress?.({ status: "done", file, loaded, total });
+  if (status === 404) {
+    return new ModelLoadError(
+      `${id} has no file ${file} on the hub (HTTP 404 from ${hub.base}). Check the id (e.g. Xenova/gpt2) and the ` +
+        `dtype${revision === "main" ? "" : `, and the revision "${revision}"`}.`,
+    );
+  }
+  return new ModelLoadError(
+    `Downloading ${file} of ${id} from ${hub.base} failed with HTTP ${status}. Try again later, or pass a local folder.`,
+  );
 }
 
 /**

@@ -17,6 +17,8 @@ import {
   assertThrows,
 } from "@std/assert";
 import { join } from "node:path";
+import { createSimdMatmul, pinnedBytes } from "../lib/_kernels.ts";
+import { createEngine } from "../lib/engine.ts";
 import { forward } from "../lib/forward.ts";
 import {
   createTextStream,
@@ -109,6 +111,32 @@ function softmax64(x: Float32Array): Float64Array {
   for (let i = 0; i < x.length; i++) z += p[i] = Math.exp(x[i] - m);
   for (let i = 0; i < x.length; i++) p[i] /= z;
   return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reference engine's pinned weights
+// ---------------------------------------------------------------------------------------------
+
+for (const [label, make] of [["bundled GPT-2", bundled], ["LLaMA export", llama]] as const) {
+  Deno.test(`the reference engine on ${label} (weights pinned in WebAssembly memory) gives forward()'s exact bits on a separate copy`, async () => {
+    const m = await make();
+    const engine = await createEngine(m, { engine: "reference" });
+    if (createSimdMatmul()) assertGreater(pinnedBytes(), 0, "the engine pinned the model's weights");
+    const copy = await loadParams(m); // a fresh copy, never pinned
+    const arch = m.arch!;
+    const ids = Array.from({ length: 9 }, (_, i) => (i * 37 + 5) % arch.vocabSize);
+    const full = await engine.run(ids);
+    assertEquals(full.logits.data, forward(arch, copy, ids).logits.data, "a whole prompt");
+    // Decoding one token at a time over the KV cache, as generate() does.
+    let past = (await engine.run(ids.slice(0, 5))).present;
+    let pastCopy = forward(arch, copy, ids.slice(0, 5)).present!;
+    for (let i = 5; i < ids.length; i++) {
+      const step = await engine.run([ids[i]], { past });
+      const want = forward(arch, copy, [ids[i]], { past: pastCopy });
+      assertEquals(step.logits.data, want.logits.data, `step ${i}`);
+      [past, pastCopy] = [step.present, want.present!];
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

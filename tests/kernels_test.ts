@@ -4,7 +4,7 @@
  * Math.fround for the bit-exact checks of the WebAssembly SIMD engine; and of the small
  * WebAssembly assembler it is built with (lib/_wasm.ts).
  */
-import { assert, assertAlmostEquals, assertEquals, assertThrows } from "@std/assert";
+import { assert, assertAlmostEquals, assertEquals, assertGreater, assertThrows } from "@std/assert";
 import {
   createSimdMatmul,
   geluTanh,
@@ -531,4 +531,46 @@ Deno.test("softmaxCausal() gives each row the scaled softmax of its visible keys
   const wide = new Float32Array([0, 0, 0, 0]);
   softmaxCausal(wide, 1, 4, 10, 1);
   assertEquals(Array.from(wide), [0.25, 0.25, 0.25, 0.25]);
+});
+
+Deno.test("a pinned weight gives the same bits as copying it per call, for every shape, block and row count", () => {
+  const rnd = lcg(21);
+  const copying = createSimdMatmul()!, pinning = createSimdMatmul()!;
+  // 600 columns: two 512-column blocks and padding to 16; 300 inputs: two 256-deep passes.
+  const shapes: [number, number][] = [[96, 288], [384, 96], [96, 4096], [300, 600], [33, 47]];
+  for (const [inDim, outDim] of shapes) {
+    for (const transposed of [false, true]) {
+      const w = randomArray(inDim * outDim, rnd), b = randomArray(outDim, rnd);
+      assert(pinning.pin(w, inDim, outDim, transposed, 2 ** 30), `pin [${inDim}, ${outDim}] transposed=${transposed}`);
+      assert(pinning.pin(w, inDim, outDim, transposed, 2 ** 30), "pinning again is a no-op that answers true");
+      for (const rows of [1, 5, 6, 13]) {
+        const inp = randomArray(rows * inDim, rnd);
+        for (const bias of [null, b]) {
+          const want = new Float32Array(rows * outDim), got = new Float32Array(rows * outDim);
+          assert(copying.run(want, inp, w, bias, rows, inDim, outDim, transposed));
+          assert(pinning.run(got, inp, w, bias, rows, inDim, outDim, transposed));
+          assertEquals(got, want, `[${rows}, ${inDim}, ${outDim}] transposed=${transposed} bias=${!!bias}`);
+        }
+      }
+      // The same array under another shape or orientation is not the pinned copy: it is copied as usual.
+      const inp = randomArray(2 * outDim, rnd);
+      const want = new Float32Array(2 * inDim), got = new Float32Array(2 * inDim);
+      assert(copying.run(want, inp, w, null, 2, outDim, inDim, !transposed));
+      assert(pinning.run(got, inp, w, null, 2, outDim, inDim, !transposed));
+      assertEquals(got, want, `[${outDim}, ${inDim}] used the other way round`);
+    }
+  }
+  assertGreater(pinning.pinnedBytes(), 0);
+  assertEquals(copying.pinnedBytes(), 0);
+});
+
+Deno.test("pin() refuses what would pass its budget and pins nothing then", () => {
+  const simd = createSimdMatmul()!;
+  const a = new Float32Array(64 * 64), big = new Float32Array(512 * 512);
+  assert(simd.pin(a, 64, 64, false, 64 * 64 * 4));
+  const held = simd.pinnedBytes();
+  assertEquals(held, 64 * 64 * 4);
+  assertEquals(simd.pin(big, 512, 512, false, held + 512 * 512 * 4 - 1), false);
+  assertEquals(simd.pinnedBytes(), held);
+  assertEquals(simd.pin(new Float32Array(3), 64, 64, false, 2 ** 30), false, "an array shorter than its shape");
 });
