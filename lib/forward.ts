@@ -381,8 +381,8 @@ interface Workspace {
   proj: Float32Array; // [pos, d_model] attention or MLP output
   hidden: Float32Array; // [pos, d_mlp]
   gate: Float32Array; // [pos, d_mlp] LLaMA gate
-  scores: Float32Array; // [group·pos, key] scores, then patterns, of the query heads sharing one kv head
-  zGroup: Float32Array; // [group·pos, d_head] their weighted sums of values
+  scores: Float32Array; // [query block, key] one head's scores, then its pattern
+  zBlock: Float32Array; // [query block, d_head] its weighted sums of values
   cos: Float64Array; // [pos, d_head/2] rotary cosines (LLaMA)
   sin: Float64Array; // [pos, d_head/2] rotary sines (LLaMA)
   sharedK: Float32Array | null; // [kv_head, key, d_head] reused across layers when present is off
@@ -390,6 +390,9 @@ interface Workspace {
   /** Keeps a copy of `data` under `name` (or `data` itself when `owned`: freshly allocated for the cache). */
   record: ((name: string, data: Float32Array, dims: number[], owned?: boolean) => void) | null;
 }
+
+/** Queries per attention product: the scores buffer holds at most this many rows of keys. */
+const QUERY_BLOCK = 128;
 
 function makeWorkspace(config: ArchConfig, s: Sizes, n: number, pastLen: number, offset: number, keepPresent: boolean) {
   const total = pastLen + n;
@@ -411,8 +414,8 @@ function makeWorkspace(config: ArchConfig, s: Sizes, n: number, pastLen: number,
     proj: new Float32Array(n * s.dModel),
     hidden: new Float32Array(n * s.dMlp),
     gate: new Float32Array(gpt2 ? 0 : n * s.dMlp),
-    scores: new Float32Array((s.nHead / s.nKvHead) * n * total),
-    zGroup: new Float32Array((s.nHead / s.nKvHead) * n * s.dHead),
+    scores: new Float32Array(Math.min(n, QUERY_BLOCK) * total),
+    zBlock: new Float32Array(Math.min(n, QUERY_BLOCK) * s.dHead),
     cos: new Float64Array(gpt2 ? 0 : n * half),
     sin: new Float64Array(gpt2 ? 0 : n * half),
     sharedK: keepPresent ? null : new Float32Array(s.nKvHead * total * s.dHead),
@@ -577,35 +580,35 @@ function attention(
     }
   }
 
-  // Per kv head, for the `group` query heads sharing it (adjacent in q [head, pos, d_head]):
-  // scores = q·kᵀ [group·pos, key], causal softmax of scores/√d_head, z = pattern·v [group·pos, d_head].
-  // Masked (future) keys get pattern 0, so the products may run over all `total` keys.
+  // Per query head, in blocks of up to QUERY_BLOCK queries: scores = q·kᵀ over the keys the block's
+  // last query may see [rows, kv], causal softmax of scores/√d_head (later keys get pattern 0),
+  // z = pattern·v [rows, d_head]. Blocks keep the scores buffer small on long contexts and skip
+  // most of the masked keys.
   const scale = 1 / Math.sqrt(dh);
   const group = H / KVH; // query heads per key/value head
   const allScores = ws.record ? new Float32Array(H * n * total) : null; // [head, pos, key]
   const pattern = ws.record ? new Float32Array(H * n * total) : null; // [head, pos, key]
-  const { scores, zGroup, z } = ws;
-  for (let kvh = 0; kvh < KVH; kvh++) {
-    const rows = group * n;
-    const q = ws.q.subarray(kvh * rows * dh, (kvh + 1) * rows * dh);
-    matmulTransposed(scores, q, keys.subarray(kvh * total * dh, (kvh + 1) * total * dh), null, rows, dh, total);
-    if (allScores) {
-      for (let i = 0; i < rows; i++) {
-        const rb = i * total, visible = pastLen + (i % n) + 1; // causal: keys 0 .. past_pos + i
-        for (let j = 0; j < total; j++) {
-          allScores[kvh * rows * total + rb + j] = j < visible ? scores[rb + j] * scale : -Infinity;
+  const { scores, zBlock, z } = ws;
+  for (let h = 0; h < H; h++) {
+    const kvh = Math.floor(h / group);
+    const hk = keys.subarray(kvh * total * dh, (kvh + 1) * total * dh);
+    const hv = values.subarray(kvh * total * dh, (kvh + 1) * total * dh);
+    for (let i0 = 0; i0 < n; i0 += QUERY_BLOCK) {
+      const rows = Math.min(QUERY_BLOCK, n - i0), kv = pastLen + i0 + rows;
+      matmulTransposed(scores, ws.q.subarray((h * n + i0) * dh, (h * n + i0 + rows) * dh), hk, null, rows, dh, kv);
+      if (allScores) {
+        for (let r = 0; r < rows; r++) {
+          const at = (h * n + i0 + r) * total, visible = pastLen + i0 + r + 1; // keys 0 .. past_pos + i
+          for (let j = 0; j < total; j++) allScores[at + j] = j < visible ? scores[r * kv + j] * scale : -Infinity;
         }
       }
-    }
-    for (let g = 0; g < group; g++) softmaxCausal(scores.subarray(g * n * total), n, total, pastLen + 1, scale);
-    pattern?.set(scores.subarray(0, rows * total), kvh * rows * total);
-    matmul(zGroup, scores, values.subarray(kvh * total * dh, (kvh + 1) * total * dh), null, rows, total, dh);
-    for (let g = 0; g < group; g++) {
-      const h = kvh * group + g;
-      for (let i = 0; i < n; i++) {
-        // z is [pos, head·d_head]: heads side by side, as HF merge_heads
-        z.set(zGroup.subarray((g * n + i) * dh, (g * n + i + 1) * dh), i * H * dh + h * dh);
+      softmaxCausal(scores, rows, kv, pastLen + i0 + 1, scale);
+      if (pattern) {
+        for (let r = 0; r < rows; r++) pattern.set(scores.subarray(r * kv, (r + 1) * kv), (h * n + i0 + r) * total);
       }
+      matmul(zBlock, scores, hv, null, rows, kv, dh);
+      // z is [pos, head·d_head]: heads side by side, as HF merge_heads
+      for (let r = 0; r < rows; r++) z.set(zBlock.subarray(r * dh, (r + 1) * dh), (i0 + r) * H * dh + h * dh);
     }
   }
   if (ws.record) {

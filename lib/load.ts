@@ -8,6 +8,10 @@
  * `lib/onnx.ts` (well-formed protobuf, tensor sizes, external-data paths), so a
  * corrupt download gives a clear error instead of a native crash.
  *
+ * Hub downloads use the kit's own `fetch`: gated and private models get an access token (`token`, default the
+ * `HF_TOKEN` environment variable, sent to the hub only), mirrors an endpoint (`hubUrl`, default `HF_ENDPOINT`),
+ * and a download that fails leaves nothing in the cache.
+ *
  * @example
  * ```ts
  * import { loadModel } from "@paramscope/kit/load";
@@ -870,7 +874,7 @@ async function fetchHubFiles(
       staged.delete(file);
     }
   } catch (e) {
-    for (const [file, tmp] of staged) await Deno.rename(tmp, join(dir, file)).catch(() => {});
+    for (const tmp of staged.values()) await Deno.remove(tmp).catch(() => {});
     // Only folders this call made, and only when empty (non-recursive remove).
     for (const d of created) await Deno.remove(d).catch(() => {});
     throw e;
@@ -921,34 +925,38 @@ async function download(hub: Hub, url: string, dest: string, ctx: DownloadContex
   const encoded = (res.headers.get("content-encoding") ?? "identity").toLowerCase() !== "identity";
   const length = Number(res.headers.get("content-length") ?? NaN);
   const total = !encoded && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
-  await Deno.mkdir(dirname(dest), { recursive: true });
+  const reader = (res.body ?? new ReadableStream<Uint8Array>()).getReader();
   const tmp = `${dest}.download-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   let loaded = 0;
   let f: Deno.FsFile | undefined;
   try {
-    f = await Deno.open(tmp, { write: true, createNew: true });
-    onProgress?.({ status: "download", file, loaded: 0, total });
-    const reader = (res.body ?? new ReadableStream<Uint8Array>()).getReader();
     try {
-      while (true) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
-        try {
-          chunk = await reader.read();
-        } catch (e) {
-          throw brokeOff(ctx, loaded, total, (e as Error).message);
-        }
-        if (chunk.done) break;
-        for (let o = 0; o < chunk.value.byteLength;) o += await f.write(chunk.value.subarray(o));
-        loaded += chunk.value.byteLength;
-        onProgress?.({ status: "progress", file, loaded, total, progress: total ? (100 * loaded) / total : 0 });
+      await Deno.mkdir(dirname(dest), { recursive: true });
+      f = await Deno.open(tmp, { write: true, createNew: true });
+    } catch (e) {
+      throw new ModelLoadError(
+        `Cannot write the download cache for ${id} at ${dirname(dest)} (${(e as Error).message}). Run with ` +
+          `--allow-write on the cache folder, or choose another with options.cacheDir or PARAMSCOPE_CACHE.`,
+      );
+    }
+    onProgress?.({ status: "download", file, loaded: 0, total });
+    while (true) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (e) {
+        throw brokeOff(ctx, loaded, total, (e as Error).message);
       }
-    } finally {
-      await reader.cancel().catch(() => {});
+      if (chunk.done) break;
+      for (let o = 0; o < chunk.value.byteLength;) o += await f.write(chunk.value.subarray(o));
+      loaded += chunk.value.byteLength;
+      onProgress?.({ status: "progress", file, loaded, total, progress: total ? (100 * loaded) / total : 0 });
     }
     if (total !== undefined && loaded !== total) throw brokeOff(ctx, loaded, total, "the connection closed early");
     f.close();
     f = undefined;
   } catch (e) {
+    await reader.cancel().catch(() => {});
     f?.close();
     await Deno.remove(tmp).catch(() => {});
     throw e;

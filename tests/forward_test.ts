@@ -353,6 +353,31 @@ for (const [label, config] of CONFIGS) {
   });
 }
 
+// Long enough for three blocks of 128 queries, with heads wide enough (16) that the attention
+// products switch from JavaScript (fewer than 64 keys) to WebAssembly SIMD (64 keys and more).
+const LONG: [string, ArchConfig][] = [
+  ["GPT-2", { ...GPT2, maxPositions: 300, dModel: 32, nHead: 2 }],
+  ["LLaMA GQA", { ...LLAMA_GQA, maxPositions: 300, dModel: 32, dHead: 16, nKvHead: 2 }],
+];
+
+for (const [label, config] of LONG) {
+  Deno.test(`forward() over ${config.maxPositions} tokens (several query blocks) matches the reference for ${label}, also after a past`, () => {
+    const params = randomParams(config, 5);
+    const n = config.maxPositions;
+    const ids = randomIds(n, config.vocabSize, 9);
+    const ref = naiveForward(config, params, ids);
+    const { logits, cache } = forward(config, params, ids, { cache: true });
+    assertClose(logits.data, ref.logits.flat(), `${label} logits`);
+    for (let l = 0; l < config.nLayer; l++) {
+      assertClose(cache!.get(`blocks.${l}.attn.pattern`)!.data, ref.patterns[l].flat(2), `${label} pattern ${l}`, 1e-5);
+    }
+    // 170 tokens, then the other 130 at once over the KV cache: blocks that start after a past.
+    const first = forward(config, params, ids.slice(0, 170));
+    const rest = forward(config, params, ids.slice(170), { past: first.present });
+    assertClose(rest.logits.data, ref.logits.slice(170).flat(), `${label} after a past`);
+  });
+}
+
 Deno.test("expectedParamShapes() lists exactly the names and shapes of the ParamMap contract", () => {
   for (const [, config] of CONFIGS) {
     assertEquals([...expectedParamShapes(config)], shapesFor(config));

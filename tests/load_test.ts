@@ -316,7 +316,7 @@ Deno.test("loadModel() downloads a hub model from hubUrl byte for byte, then loa
     assertEquals(f.hub.requests.length, before, "a cached model needs no request, offline or not");
   }));
 
-Deno.test("loadModel() takes the hub endpoint from HF_ENDPOINT when no hubUrl is given, and restores nothing globally", () =>
+Deno.test("loadModel() takes the hub endpoint from HF_ENDPOINT when no hubUrl is given, leaving transformers.js env alone", () =>
   withHub({}, async (f) => {
     const m = await withEnv(
       { HF_ENDPOINT: `${f.hub.url}/` },
@@ -347,11 +347,10 @@ Deno.test("loadModel() sends the token to the hub only: not to the host a downlo
     assert(hubReqs.every((r) => r.authorization === `Bearer ${TOKEN}`), "the hub gets the token on every request");
     assertEquals(cdnReqs.map((r) => r.authorization), cdnReqs.map(() => null), "the redirect target never sees it");
     assertFalse(JSON.stringify(events).includes(TOKEN), "progress events never carry the token");
-    const enc = new TextEncoder().encode(TOKEN);
+    // Byte for byte (latin1 maps each byte to one character): no cached file holds the token.
     for (const file of listTree(f.cacheDir).filter((x) => !x.endsWith("/"))) {
-      const bytes = Deno.readFileSync(join(f.cacheDir, file));
-      const text = new TextDecoder("latin1").decode(bytes);
-      assertFalse(text.includes(new TextDecoder("latin1").decode(enc)), `${file} holds the token`);
+      const text = new TextDecoder("latin1").decode(Deno.readFileSync(join(f.cacheDir, file)));
+      assertFalse(text.includes(TOKEN), `${file} holds the token`);
     }
   }));
 
@@ -555,5 +554,19 @@ Deno.test("a run that may not read HF_TOKEN sends no token and says how to allow
     assertStringIncludes(out, "this run may not read HF_TOKEN: allow it with --allow-env=HF_TOKEN");
     assertFalse(out.includes(TOKEN));
     assertEquals(f.hub.requests.map((r) => r.authorization), [null]);
+    assertEquals(listTree(f.cacheDir), []);
+  }));
+
+Deno.test("a run that may not write the cache folder gets a ModelLoadError naming --allow-write", () =>
+  withHub({}, async (f) => {
+    const out = await childLoad(
+      ["--allow-read", "--allow-env=HOME,HF_TOKEN,HF_ENDPOINT", "--allow-net=127.0.0.1"],
+      { id: REPO, hubUrl: f.hub.url, cacheDir: f.cacheDir },
+    );
+    assertStringIncludes(
+      out,
+      `ModelLoadError: Cannot write the download cache for ${REPO} at ${join(f.cacheDir, REPO)}`,
+    );
+    assertStringIncludes(out, "--allow-write on the cache folder");
     assertEquals(listTree(f.cacheDir), []);
   }));
