@@ -66,7 +66,7 @@ async function loadTransformers(): Promise<Transformers> {
  * The network-permission error for a hub download: names the hub's own hosts for huggingface.co, the host actually
  * used for a mirror, and any other host a redirect was refused for.
  */
-function needsNetwork(id: string, hub: Hub, deniedHost?: string): ModelLoadError {
+function needsNetwork(id: string, hub: HubEndpoint, deniedHost?: string): ModelLoadError {
   const hosts = hub.isDefault ? HUB_HOSTS.split(",") : [hub.host];
   if (deniedHost && !hosts.includes(deniedHost) && !hosts.includes(deniedHost.replace(/:443$/, ""))) {
     hosts.push(deniedHost);
@@ -574,7 +574,7 @@ export async function loadModel(idOrPath?: string, options: LoadOptions = {}): P
         );
       }
       // The endpoint and token are looked up only now that a download is needed.
-      const hub = await resolveHub(options);
+      const hub = await resolveHub(id, options);
       if (networkRefused(hub.host)) throw needsNetwork(id, hub);
       await fetchHubFiles(hub, id, dir, missing, onnxFile, options);
     }
@@ -669,8 +669,8 @@ function configureEnv(t: Transformers, source: ModelSource, options: LoadOptions
   if (onnxEnv) onnxEnv.logLevel = "error";
 }
 
-/** The hub one download talks to: resolved once, when a download is needed. */
-interface Hub {
+/** A hub endpoint. */
+interface HubEndpoint {
   /** The endpoint without a trailing slash, e.g. `https://huggingface.co` (a mirror's may carry a path). */
   base: string;
   /** Its origin, to tell the hub's own answers from those of a host it redirected to. */
@@ -679,6 +679,10 @@ interface Hub {
   host: string;
   /** Whether this is huggingface.co, whose CDN hosts are known. */
   isDefault: boolean;
+}
+
+/** The hub one download talks to, and the token it gets: resolved once, when a download is needed. */
+interface Hub extends HubEndpoint {
   /** The access token to send to the hub, if any. Never printed. */
   token?: string;
   /** Which token was sent, or why none was, for error messages (never the token itself). */
@@ -762,7 +766,7 @@ function readEnv(name: string): { value?: string; readable: boolean } {
 }
 
 /** The endpoint (`options.hubUrl`, `HF_ENDPOINT`, transformers.js `env.remoteHost`) and the token to send. */
-async function resolveHub(options: LoadOptions): Promise<Hub> {
+async function resolveHub(id: string, options: LoadOptions): Promise<Hub> {
   let url: URL;
   let endpointNote = "";
   if (options.hubUrl !== undefined) {
@@ -777,7 +781,15 @@ async function resolveHub(options: LoadOptions): Promise<Hub> {
           "options.hubUrl or run with --allow-env=HF_ENDPOINT";
       }
       // Read, never written: a per-call endpoint must not change transformers.js for everyone else.
-      url = parseHubUrl((await loadTransformers()).env.remoteHost, "transformers.js env.remoteHost");
+      let remoteHost: string;
+      try {
+        remoteHost = (await loadTransformers()).env.remoteHost;
+      } catch (e) {
+        // A run that can reach neither: the network is what it needs first (transformers.js' import comes after).
+        if (networkRefused(DEFAULT_HUB.host)) throw needsNetwork(id, DEFAULT_HUB);
+        throw e;
+      }
+      url = parseHubUrl(remoteHost, "transformers.js env.remoteHost");
     }
   }
   let token: string | undefined;
@@ -797,16 +809,21 @@ async function resolveHub(options: LoadOptions): Promise<Hub> {
       : "no token was sent (options.token is not given, and this run may not read HF_TOKEN: " +
         "allow it with --allow-env=HF_TOKEN)";
   }
+  return { ...hubEndpoint(url), token, tokenNote, endpointNote };
+}
+
+/** Where a hub endpoint URL points, for building file URLs and naming hosts in messages. */
+function hubEndpoint(url: URL): HubEndpoint {
   return {
     base: url.origin + url.pathname.replace(/\/+$/, ""),
     origin: url.origin,
     host: url.host,
     isDefault: url.hostname === "huggingface.co",
-    token,
-    tokenNote,
-    endpointNote,
   };
 }
+
+/** huggingface.co, transformers.js' default `env.remoteHost`. */
+const DEFAULT_HUB: HubEndpoint = hubEndpoint(new URL("https://huggingface.co/"));
 
 /** Folders among `targets` (and their parents) that do not exist yet, deepest first. */
 function missingDirs(targets: string[]): string[] {

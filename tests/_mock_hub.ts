@@ -51,7 +51,15 @@ export interface MockHub {
   close(): Promise<void>;
 }
 
-/** Every file under `dir`, by path relative to it with `/` separators. */
+/**
+ * Every file under `dir`, by path relative to it with `/` separators.
+ *
+ * @example
+ * ```ts
+ * import { readTree } from "./_mock_hub.ts";
+ * console.log([...readTree("models/paramscope-gpt2-tiny").keys()]); // ["config.json", ..., "onnx/model.onnx"]
+ * ```
+ */
 export function readTree(dir: string, prefix = ""): Map<string, Uint8Array<ArrayBuffer>> {
   const out = new Map<string, Uint8Array<ArrayBuffer>>();
   for (const e of Deno.readDirSync(join(dir, prefix))) {
@@ -81,6 +89,17 @@ function body(bytes: Uint8Array<ArrayBuffer>, short: boolean): Response {
  *
  * @param options repositories to serve and switches
  * @returns the endpoint, the request log and `close()`
+ *
+ * @example
+ * ```ts
+ * import { startMockHub } from "./_mock_hub.ts";
+ * import { loadModel } from "../lib/load.ts";
+ * const hub = startMockHub({ repos: { "org/tiny": "models/paramscope-gpt2-tiny" }, token: "hf_x", redirect: true });
+ * const m = await loadModel("org/tiny", { hubUrl: hub.url, token: "hf_x", cacheDir: await Deno.makeTempDir() });
+ * console.log(hub.requests.filter((r) => r.server === "cdn").every((r) => r.authorization === null)); // true
+ * await m.dispose();
+ * await hub.close();
+ * ```
  */
 export function startMockHub(options: MockHubOptions): MockHub {
   const repos = new Map(Object.entries(options.repos).map(([id, dir]) => [id, readTree(dir)]));

@@ -531,12 +531,17 @@ Deno.test("without net permission, the error names the mirror's host (or hugging
       viaEnv,
       "from the hub (http://127.0.0.1:9/hf) needs network permission: run with --allow-net=127.0.0.1:9 ",
     );
-    const hub = await childLoad([...perms, "--allow-ffi", "--allow-sys"], {
-      id: "meta-llama/Llama-3.2-1B",
-      hubUrl: "https://huggingface.co",
-      cacheDir,
-    });
-    assertStringIncludes(hub, "--allow-net=huggingface.co,cdn-lfs.huggingface.co");
+    for (const hubUrl of ["https://huggingface.co", undefined]) {
+      // With no hubUrl and no env permission at all, HF_ENDPOINT is unreadable and transformers.js cannot even
+      // be imported (to read env.remoteHost): the network is still what the message asks for first.
+      const hub = await childLoad(hubUrl ? perms : ["--allow-read"], {
+        id: "meta-llama/Llama-3.2-1B",
+        hubUrl,
+        cacheDir,
+      });
+      assertStringIncludes(hub, "from the hub (https://huggingface.co) needs network permission");
+      assertStringIncludes(hub, "--allow-net=huggingface.co,cdn-lfs.huggingface.co");
+    }
     assertEquals(listTree(cacheDir), []);
   } finally {
     await Deno.remove(cacheDir, { recursive: true });
