@@ -1324,6 +1324,25 @@ export function humanCount(n: number): string {
 }
 
 /**
+ * A size in bytes in binary units, three significant figures: `3.25 MiB`, `13.0 GiB`, `512 B`.
+ *
+ * @param bytes a non-negative byte count
+ * @returns the size with a B/KiB/MiB/GiB/TiB suffix
+ *
+ * @example
+ * ```ts
+ * import { humanBytes } from "@paramscope/kit/count";
+ * console.log(humanBytes(3_412_224), humanBytes(7e9 * 2), humanBytes(512)); // "3.25 MiB" "13.0 GiB" "512 B"
+ * ```
+ */
+export function humanBytes(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes, i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) [v, i] = [v / 1024, i + 1];
+  return i === 0 ? `${v} B` : `${v >= 100 ? v.toFixed(0) : v.toPrecision(3)} ${units[i]}`;
+}
+
+/**
  * A plain-text table of a count: one row per component and per kind with its
  * share of the total, then tied and excluded tensors and the formula.
  *

@@ -2,6 +2,7 @@
  * Count a model's parameters: analytically from a config, or exactly from a model file.
  *
  * ```sh
+ * deno run -A scripts/count.ts                            # the bundled model, exactly
  * deno run -A scripts/count.ts --arch llama2-7b           # a catalog entry, as a table
  * deno run -A scripts/count.ts --arch mixtral-8x7b --json # the same as JSON
  * deno run -A scripts/count.ts --config path/to/config.json
@@ -20,20 +21,23 @@
 import { CATALOG, type CatalogEntry, catalogIds, comparePublished } from "../lib/catalog.ts";
 import {
   coarseEstimate,
+  type CostFigures,
   costFigures,
   countAnalytic,
   countModel,
   formatCount,
   type HfConfig,
+  humanBytes,
   humanCount,
   type KvCacheShape,
   kvCacheShape,
 } from "../lib/count.ts";
-import { type Dtype, DTYPE_FILES, loadModel } from "../lib/load.ts";
+import { bundledModelPath, type Dtype, DTYPE_FILES, loadModel } from "../lib/load.ts";
 import type { WeightSource } from "../lib/weights.ts";
 import { fail, parseFlags } from "./_cli.ts";
 
-const USAGE = `usage: count.ts (--arch NAME | --config PATH | --model ID|PATH [--dtype DTYPE] | --list) [--json]
+const USAGE = `usage: count.ts [--arch NAME | --config PATH | --model ID|PATH [--dtype DTYPE] | --list] [--json]
+  (none of them)   count the bundled model exactly
   --arch NAME      count a catalog entry (see --list)
   --config PATH    count a Hugging Face config.json
   --model ID|PATH  count a model file exactly: a folder, a .onnx file or a hub id
@@ -111,9 +115,22 @@ async function countFile(model: string, dtypeFlag: string | undefined, json: boo
   }
   console.log(`${model} (${path ?? dtype})`);
   console.log(formatCount(count));
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(3)} GiB`;
-  const w = cost.weightBytes;
-  console.log(`weights: fp32 ${gib(w.fp32)}, fp16/bf16 ${gib(w.fp16)}, int8 ${gib(w.int8)}, int4 ${gib(w.int4)}`);
+  printCost(cost);
+}
+
+/** Memory of the weights per precision, the KV cache per token, and FLOPs. */
+function printCost(cost: CostFigures): void {
+  const w = cost.weightBytes, b = humanBytes;
+  console.log(`weights: fp32 ${b(w.fp32)}, fp16/bf16 ${b(w.fp16)}, int8 ${b(w.int8)}, int4 ${b(w.int4)}`);
+  if (cost.kvCacheBytesPerToken !== undefined) {
+    console.log(`KV cache (fp16): ${b(cost.kvCacheBytesPerToken)} per token`);
+  }
+  console.log(
+    `FLOPs: forward ${cost.forwardFlopsPerToken.toExponential(2)} per token; ` +
+      `compute-optimal ${humanCount(cost.computeOptimalTokens)} tokens → training ${
+        cost.trainingFlops.toExponential(2)
+      }`,
+  );
 }
 
 async function main(args: string[]): Promise<void> {
@@ -137,8 +154,12 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const sources = [flags.arch, flags.config, flags.model].filter((x) => x !== undefined).length;
-  if (sources !== 1) fail(`give exactly one of --arch, --config or --model\n${USAGE}`);
-  if (flags.dtype !== undefined && flags.model === undefined) fail(`--dtype goes with --model\n${USAGE}`);
+  if (sources > 1) fail(`give one of --arch, --config or --model, not ${sources}\n${USAGE}`);
+  if (flags.dtype !== undefined && (flags.arch !== undefined || flags.config !== undefined)) {
+    fail(`--dtype goes with --model (or the bundled model), not with --arch or --config\n${USAGE}`);
+  }
+  // Like every other task, the bundled model when no model is named.
+  if (sources === 0) return await countFile(bundledModelPath(), flags.dtype, flags.json);
   if (flags.model !== undefined) return await countFile(flags.model, flags.dtype, flags.json);
 
   let entry: CatalogEntry | undefined;
@@ -197,18 +218,7 @@ async function main(args: string[]): Promise<void> {
     );
     if (entry.publishedActive !== undefined) console.log(`published active: ${humanCount(entry.publishedActive)}`);
   }
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-  const w = cost.weightBytes;
-  console.log(`weights: fp32 ${gib(w.fp32)}, fp16/bf16 ${gib(w.fp16)}, int8 ${gib(w.int8)}, int4 ${gib(w.int4)}`);
-  if (cost.kvCacheBytesPerToken !== undefined) {
-    console.log(`KV cache (fp16): ${(cost.kvCacheBytesPerToken / 1024).toFixed(1)} KiB per token`);
-  }
-  console.log(
-    `FLOPs: forward ${cost.forwardFlopsPerToken.toExponential(2)} per token; ` +
-      `compute-optimal ${humanCount(cost.computeOptimalTokens)} tokens → training ${
-        cost.trainingFlops.toExponential(2)
-      }`,
-  );
+  printCost(cost);
 }
 
 if (import.meta.main) await main(Deno.args);

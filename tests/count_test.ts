@@ -12,6 +12,7 @@ import {
   formatCount,
   forwardFlopsPerToken,
   type HfConfig,
+  humanBytes,
   humanCount,
   KINDS,
   kvCacheBytesPerToken,
@@ -594,9 +595,35 @@ Deno.test("scripts/count.ts exits 2 for an unknown --arch, listing the known nam
   assertStringIncludes(stderr, "mixtral-8x7b");
 });
 
+Deno.test("scripts/count.ts with no source counts the bundled model exactly, as the other tasks default to it", async () => {
+  const r = await runScript("--json");
+  assertEquals(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  const model = await countModel(bundledModelPath());
+  assertEquals(out.total, model.total);
+  assertEquals(out.total, 853_056);
+  // The table gives memory in units that fit the size, and the KV cache and FLOPs as for --arch.
+  const table = await runScript();
+  assertEquals(table.code, 0, table.stderr);
+  assertStringIncludes(table.stdout, `weights: fp32 ${humanBytes(853_056 * 4)}`);
+  assertStringIncludes(table.stdout, "3.25 MiB");
+  assertStringIncludes(table.stdout, "KV cache (fp16): 1.50 KiB per token"); // 2 · 4 layers · 96 · 2 bytes
+  assertStringIncludes(table.stdout, "FLOPs: forward");
+});
+
+Deno.test("humanBytes() picks the binary unit that fits, with three significant figures", () => {
+  assertEquals(humanBytes(0), "0 B");
+  assertEquals(humanBytes(1023), "1023 B");
+  assertEquals(humanBytes(1024), "1.00 KiB");
+  assertEquals(humanBytes(3_412_224), "3.25 MiB");
+  assertEquals(humanBytes(14e9), "13.0 GiB");
+  assertEquals(humanBytes(650 * 2 ** 30), "650 GiB");
+  assertEquals(humanBytes(2 ** 50), "1024 TiB");
+});
+
 Deno.test("scripts/count.ts exits 2 for bad usage and bad configs", async () => {
-  assertEquals((await runScript()).code, 2);
   assertEquals((await runScript("--arch", "gpt2-small", "--config", "x.json")).code, 2);
+  assertEquals((await runScript("--arch", "gpt2-small", "--dtype", "q8")).code, 2);
   assertEquals((await runScript("--frobnicate")).code, 2);
   const dir = await Deno.makeTempDir();
   try {
