@@ -24,6 +24,7 @@
  */
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createTempBeside } from "./_fs.ts";
 import { OnnxFormatError, readOnnx } from "./onnx.ts";
 import type { ArchConfig } from "./types.ts";
 
@@ -943,13 +944,13 @@ async function download(hub: Hub, url: string, dest: string, ctx: DownloadContex
   const length = Number(res.headers.get("content-length") ?? NaN);
   const total = !encoded && Number.isSafeInteger(length) && length >= 0 ? length : undefined;
   const reader = (res.body ?? new ReadableStream<Uint8Array>()).getReader();
-  const tmp = `${dest}.download-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  let tmp = "";
   let loaded = 0;
   let f: Deno.FsFile | undefined;
   try {
     try {
       await Deno.mkdir(dirname(dest), { recursive: true });
-      f = await Deno.open(tmp, { write: true, createNew: true });
+      ({ file: f, path: tmp } = await createTempBeside(dest, "download"));
     } catch (e) {
       throw new ModelLoadError(
         `Cannot write the download cache for ${id} at ${dirname(dest)} (${(e as Error).message}). Run with ` +
@@ -975,7 +976,7 @@ async function download(hub: Hub, url: string, dest: string, ctx: DownloadContex
   } catch (e) {
     await reader.cancel().catch(() => {});
     f?.close();
-    await Deno.remove(tmp).catch(() => {});
+    if (tmp) await Deno.remove(tmp).catch(() => {});
     throw e;
   }
   onProgress?.({ status: "done", file, loaded, total: loaded });
