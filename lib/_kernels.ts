@@ -741,9 +741,10 @@ export function createSimdMatmul(fused?: boolean): SimdMatmul | null {
   }
 
   /**
-   * Packs `weight` into panels at `dst` (floats), block after block of N_BLOCK columns (`K·n`
-   * floats each), using the floats from `sc` on as scratch; `run` reads block `j0` at `dst + j0·K`
-   * when `dst` is a pinned copy, or packs one block at a time into `wo` otherwise.
+   * Packs output columns `j0 .. j0+n` of `weight` into panels at `dst` (`K·n` floats). A transposed
+   * weight is copied in block by block through the scratch at `sc`; a plain one must already be
+   * staged there whole ({@linkcode stageWeight}). A pinned copy holds every block, block `j0` at
+   * `pin + j0·K`; `run` otherwise packs one block at a time into its `wo` region.
    */
   function packBlock(
     weight: Float32Array,
