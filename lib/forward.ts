@@ -40,6 +40,7 @@
  * @module
  */
 import { geluTanh, layerNorm, matmul, matmulTransposed, rmsNorm, silu, softmaxCausal } from "./_kernels.ts";
+import { softmax64, topIndices } from "./_rank.ts";
 import type { ArchConfig, ParamMap, Tensor } from "./types.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -1024,27 +1025,4 @@ export function logitLens(
     return { name: names[k], top, predictionProb: probs[prediction], predictionRank: rank, logits };
   });
   return { position, prediction, layers };
-}
-
-function softmax64(logits: Float32Array): Float64Array {
-  let max = -Infinity;
-  for (const x of logits) if (x > max) max = x;
-  const p = new Float64Array(logits.length);
-  let sum = 0;
-  for (let i = 0; i < logits.length; i++) sum += p[i] = Math.exp(logits[i] - max);
-  for (let i = 0; i < p.length; i++) p[i] /= sum;
-  return p;
-}
-
-/** Indices of the `k` largest values, largest first (ties: lower index first); insertion into a sorted list. */
-function topIndices(x: Float64Array, k: number): number[] {
-  const idx: number[] = [];
-  for (let i = 0; i < x.length; i++) {
-    if (idx.length === k && x[i] <= x[idx[k - 1]]) continue;
-    let at = idx.length === k ? k - 1 : idx.length;
-    while (at > 0 && x[idx[at - 1]] < x[i]) at--;
-    idx.splice(at, 0, i);
-    if (idx.length > k) idx.pop();
-  }
-  return idx;
 }

@@ -32,6 +32,7 @@ import type { Model } from "./load.ts";
 import { createPrng, type Prng } from "./prng.ts";
 import { chooseToken, entropy, samplingDistribution, softmax, type TokenChoice } from "./sample.ts";
 import { tokenize } from "./tokenize.ts";
+import { topIndices } from "./_rank.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers
@@ -153,19 +154,6 @@ export interface NextTokenResult {
   engine: EngineName;
 }
 
-/** Indices of the `k` largest values, largest first, lower index first on ties. */
-function topIds(x: Float32Array, k: number): number[] {
-  const idx: number[] = [];
-  for (let i = 0; i < x.length; i++) {
-    if (idx.length === k && x[i] <= x[idx[k - 1]]) continue;
-    let at = idx.length === k ? k - 1 : idx.length;
-    while (at > 0 && x[idx[at - 1]] < x[i]) at--;
-    idx.splice(at, 0, i);
-    if (idx.length > k) idx.pop();
-  }
-  return idx;
-}
-
 /**
  * The model's next-token distribution after `text`: the input tokens (and whether a BOS was
  * added), the most likely next tokens with logits and probabilities, and the entropy.
@@ -200,7 +188,7 @@ export async function nextToken(model: Model, text: string, options: NextTokenOp
   const { logits } = await engine.run(tok.ids, { logits: "last" });
   const probs = softmax(logits.data);
   const vocab = idToToken(tokenizer);
-  const top = topIds(logits.data, Math.min(k, logits.data.length)).map((id): TopToken => ({
+  const top = topIndices(logits.data, Math.min(k, logits.data.length)).map((id): TopToken => ({
     id,
     token: vocab[id] ?? "",
     text: tokenizer.decode([id], { skip_special_tokens: false, clean_up_tokenization_spaces: false }),

@@ -40,6 +40,7 @@
  * @module
  */
 import type { Prng } from "./prng.ts";
+import { softmax64, topIndices } from "./_rank.ts";
 
 /** Logits over the vocabulary, `[vocab]`. Plain arrays are accepted for convenience. */
 export type Logits = Float32Array | Float64Array | readonly number[];
@@ -276,19 +277,6 @@ function argmax(x: Float64Array): number {
   return best;
 }
 
-function softmax64(x: Float64Array): Float64Array {
-  const m = maxOf(x);
-  const p = new Float64Array(x.length);
-  let z = 0;
-  for (let i = 0; i < x.length; i++) {
-    const e = x[i] === -Infinity ? 0 : Math.exp(x[i] - m);
-    p[i] = e;
-    z += e;
-  }
-  for (let i = 0; i < x.length; i++) p[i] /= z;
-  return p;
-}
-
 /** Finite entries' indices ordered by value descending, then index ascending. */
 function ranked(x: Float64Array): Uint32Array {
   let n = 0;
@@ -296,49 +284,6 @@ function ranked(x: Float64Array): Uint32Array {
   const idx = new Uint32Array(n);
   for (let i = 0, j = 0; i < x.length; i++) if (x[i] !== -Infinity) idx[j++] = i;
   return idx.sort((a, b) => (x[b] - x[a]) || (a - b));
-}
-
-/**
- * Indices of the `k` largest finite entries (value descending, index ascending), by a
- * bounded min-heap: `O(vocab · log k)` instead of a full sort.
- */
-function topIndices(x: Float64Array, k: number): Uint32Array {
-  // "worse" = smaller value, or equal value and larger index
-  const worse = (a: number, b: number): boolean => x[a] < x[b] || (x[a] === x[b] && a > b);
-  const heap = new Uint32Array(k);
-  let size = 0;
-  const siftDown = (i: number): void => {
-    for (;;) {
-      const l = 2 * i + 1, r = l + 1;
-      let w = i;
-      if (l < size && worse(heap[l], heap[w])) w = l;
-      if (r < size && worse(heap[r], heap[w])) w = r;
-      if (w === i) return;
-      const t = heap[i];
-      heap[i] = heap[w];
-      heap[w] = t;
-      i = w;
-    }
-  };
-  for (let i = 0; i < x.length; i++) {
-    if (x[i] === -Infinity) continue;
-    if (size < k) {
-      let c = size++;
-      heap[c] = i;
-      while (c > 0) {
-        const parent = (c - 1) >> 1;
-        if (!worse(heap[c], heap[parent])) break;
-        const t = heap[c];
-        heap[c] = heap[parent];
-        heap[parent] = t;
-        c = parent;
-      }
-    } else if (worse(heap[0], i)) {
-      heap[0] = i;
-      siftDown(0);
-    }
-  }
-  return heap.slice(0, size);
 }
 
 function countFinite(x: Float64Array): number {
