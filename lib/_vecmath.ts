@@ -81,7 +81,7 @@ function f32x4(v: number): Code {
 /**
  * The constants of the kernels, each held in a v128 local set once before the loop (a
  * `v128.const` inside the loop is rebuilt from immediates on every iteration by V8 on x86-64,
- * which made `exp` three times slower).
+ * which made `exp` 1.4 times slower: 0.40 ms instead of 0.28 ms for 98,304 values).
  */
 const CONSTANTS = {
   hi: f32x4(EXP_HI),
