@@ -1064,26 +1064,6 @@ export function silu(out: Float32Array, inp: Float32Array, n: number): void {
 let softmaxScratch = new Float32Array(0);
 
 /**
- * Softmax of `x[offset .. offset+n)` in place, max-subtracted for stability. At least one
- * element must be finite (a fully masked row has no softmax). Exps as in {@linkcode softmaxCausal}.
- *
- * @param x buffer
- * @param offset first element
- * @param n number of elements
- * @returns nothing; the result is written to `x`
- * @example
- * ```ts
- * import { softmaxInPlace } from "./_kernels.ts";
- * const x = new Float32Array([0, Math.log(3)]);
- * softmaxInPlace(x, 0, 2);
- * console.log(x); // ≈ Float32Array [0.25, 0.75]
- * ```
- */
-export function softmaxInPlace(x: Float32Array, offset: number, n: number): void {
-  softmaxCausal(x.subarray(offset, offset + n), 1, n, n, 1);
-}
-
-/**
  * Causal softmax of attention scores in place: row `r` of `x [rows, cols]` becomes
  * `softmax(scale · x[r, 0 .. v))` over its first `v = min(cols, visible + r)` entries, and the
  * entries after them become `0` (the keys a query may not see). Max-subtracted for stability;
